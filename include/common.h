@@ -1,0 +1,24 @@
+/* common.h: definitions every coupond module shares (exit codes, attributes). */
+#ifndef COUPOND_COMMON_H
+#define COUPOND_COMMON_H
+
+#include <stddef.h>
+
+/* Process exit codes of coupond and couponctl (DESIGN: Programs). */
+enum {
+    CP_EXIT_OK = 0,      /* success */
+    CP_EXIT_FAILURE = 1, /* the operation ran and found or caused failures */
+    CP_EXIT_USAGE = 2,   /* usage or configuration error */
+    CP_EXIT_UNAVAIL = 3, /* a dependency (broker, database) is unavailable */
+};
+
+/* Functions whose status must be looked at. */
+#define CP_MUSTCHECK __attribute__((warn_unused_result))
+#define CP_PRINTF(f, a) __attribute__((format(printf, f, a)))
+
+#define CP_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Size of the caller-supplied error buffers used across modules. */
+#define CP_ERRLEN 512
+
+#endif
