@@ -1,0 +1,42 @@
+/* cli.c: configuration loading shared by coupond and couponctl. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "log.h"
+
+int cli_add_set(cli_common_t *cli, char *set)
+{
+    char **grown = realloc(cli->sets, sizeof *grown * (size_t)(cli->nsets + 1));
+    if (!grown)
+        return -1;
+    cli->sets = grown;
+    cli->sets[cli->nsets++] = set;
+    return 0;
+}
+
+int cli_load(cli_common_t *cli, cfg_t *cfg, const char *role)
+{
+    char err[CP_ERRLEN];
+    const char *path = cfg_locate(cli->config_path);
+
+    if (!path) {
+        fprintf(stderr, "%s: no configuration: pass --config FILE or set COUPOND_CONFIG\n",
+                cli->prog);
+        return CP_EXIT_USAGE;
+    }
+    if (cfg_load(cfg, path, cli->sets, cli->nsets, err, sizeof err) != 0) {
+        fprintf(stderr, "%s: %s\n", cli->prog, err);
+        return CP_EXIT_USAGE;
+    }
+    log_init(cfg->cluster, role, (log_level_t)cfg->log.level, cfg->log.format == 0);
+    return CP_EXIT_OK;
+}
+
+void cli_free(cli_common_t *cli)
+{
+    free(cli->sets);
+    cli->sets = NULL;
+    cli->nsets = 0;
+}
