@@ -1,0 +1,437 @@
+/* couponctl: the operators' and finance's tool: store migrations, deals,
+ * order status and configuration look-ups. */
+#define _GNU_SOURCE
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "log.h"
+#include "publish.h"
+#include "store.h"
+
+typedef struct ctl {
+    cli_common_t cli;
+    cfg_t cfg;
+    bool cfg_loaded;
+    bool json;
+} ctl_t;
+
+/* A command's run() gets argv[0] = the command's last word, then its own
+ * arguments, so it can use getopt. */
+typedef struct ctl_cmd {
+    const char *name; /* "db migrate" */
+    const char *args; /* for usage */
+    const char *help;
+    int (*run)(ctl_t *ctl, int argc, char **argv);
+} ctl_cmd_t;
+
+static int usage_error(const char *fmt, ...) CP_PRINTF(1, 2);
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "couponctl: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see couponctl --help)\n");
+    return CP_EXIT_USAGE;
+}
+
+static int parse_i64(const char *s, int64_t min, int64_t *out)
+{
+    char *end;
+    long long v;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < min)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Opens the store named by the configuration; reports and returns NULL when
+ * it cannot be reached. */
+static store_t *ctl_store(ctl_t *ctl)
+{
+    char err[CP_ERRLEN];
+    store_t *st = NULL;
+    if (store_open(&st, ctl->cfg.store.conninfo, ctl->cfg.store.password,
+                   ctl->cfg.store.statement_timeout_ms, err, sizeof err) != STORE_OK) {
+        fprintf(stderr, "couponctl: store unavailable: %s\n", err);
+        return NULL;
+    }
+    return st;
+}
+
+static int store_exit(store_rc_t rc)
+{
+    return rc == STORE_E_UNAVAILABLE ? CP_EXIT_UNAVAIL : CP_EXIT_FAILURE;
+}
+
+static int cmd_db_migrate(ctl_t *ctl, int argc, char **argv)
+{
+    char err[CP_ERRLEN];
+    int applied = 0;
+    store_rc_t rc;
+    store_t *st;
+
+    (void)argv;
+    if (argc != 1)
+        return usage_error("db migrate takes no arguments");
+    if (!(st = ctl_store(ctl)))
+        return CP_EXIT_UNAVAIL;
+    rc = store_migrate(st, &applied, err, sizeof err);
+    store_close(st);
+    if (rc != STORE_OK) {
+        fprintf(stderr, "couponctl: db migrate: %s\n", err);
+        return store_exit(rc);
+    }
+    printf("db migrate: %d migration%s applied; schema at version %d\n", applied,
+           applied == 1 ? "" : "s",
+           store_migrations_count ? store_migrations[store_migrations_count - 1].version : 0);
+    return CP_EXIT_OK;
+}
+
+static int cmd_deal_set(ctl_t *ctl, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"price-cents", required_argument, NULL, 'p'},
+        {"currency", required_argument, NULL, 'c'},
+        {"active", no_argument, NULL, 'a'},
+        {"inactive", no_argument, NULL, 'i'},
+        {NULL, 0, NULL, 0},
+    };
+    char err[CP_ERRLEN];
+    int64_t deal_id, price = -1;
+    const char *currency = NULL;
+    bool active = true;
+    store_rc_t rc;
+    store_t *st;
+    int c;
+
+    optind = 0; /* glibc: re-initialise getopt for the command's own options */
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'p':
+            if (parse_i64(optarg, 1, &price) != 0)
+                return usage_error("--price-cents: expected an integer > 0, got \"%s\"", optarg);
+            break;
+        case 'c':
+            currency = optarg;
+            break;
+        case 'a':
+            active = true;
+            break;
+        case 'i':
+            active = false;
+            break;
+        default:
+            return CP_EXIT_USAGE;
+        }
+    }
+    if (optind + 1 != argc)
+        return usage_error("deal set needs one DEAL_ID");
+    if (parse_i64(argv[optind], 1, &deal_id) != 0)
+        return usage_error("DEAL_ID: expected an integer > 0, got \"%s\"", argv[optind]);
+    if (price < 0 || !currency)
+        return usage_error("deal set needs --price-cents N and --currency XXX");
+    if (strlen(currency) != 3 || strspn(currency, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != 3)
+        return usage_error("--currency: expected three upper-case letters, got \"%s\"", currency);
+    if (!(st = ctl_store(ctl)))
+        return CP_EXIT_UNAVAIL;
+    rc = store_deal_set(st, deal_id, price, currency, active, err, sizeof err);
+    store_close(st);
+    if (rc != STORE_OK) {
+        fprintf(stderr, "couponctl: deal set: %s\n", err);
+        return store_exit(rc);
+    }
+    printf("deal %" PRId64 ": %" PRId64 " %s, %s\n", deal_id, price, currency,
+           active ? "active" : "inactive");
+    return CP_EXIT_OK;
+}
+
+static int cmd_status(ctl_t *ctl, int argc, char **argv)
+{
+    char err[CP_ERRLEN];
+    int64_t order_id;
+    store_order_t o;
+    store_rc_t rc;
+    store_t *st;
+
+    if (argc != 2 || parse_i64(argv[1], 1, &order_id) != 0)
+        return usage_error("status needs one ORDER_ID (an integer > 0)");
+    if (!(st = ctl_store(ctl)))
+        return CP_EXIT_UNAVAIL;
+    rc = store_order_get(st, order_id, &o, err, sizeof err);
+    store_close(st);
+    if (rc == STORE_NOT_FOUND) {
+        fprintf(stderr, "couponctl: order %" PRId64 " is not in the store\n", order_id);
+        return CP_EXIT_FAILURE;
+    }
+    if (rc != STORE_OK) {
+        fprintf(stderr, "couponctl: status: %s\n", err);
+        return store_exit(rc);
+    }
+    if (ctl->json) {
+        printf("{\"order_id\":%" PRId64 ",\"payment_id\":\"%s\",\"user_id\":%" PRId64
+               ",\"deal_id\":%" PRId64 ",\"quantity\":%d,\"amount_cents\":%" PRId64
+               ",\"currency\":\"%s\",\"paid_at\":\"%s\",\"state\":\"%s\",\"attempts\":%d,"
+               "\"coupons\":%d,\"issued_by\":\"%s\",\"refund_seq\":%" PRId64 "}\n",
+               o.payment.order_id, o.payment.payment_id, o.payment.user_id, o.payment.deal_id,
+               o.payment.quantity, o.payment.amount_cents, o.payment.currency, o.payment.paid_at,
+               o.state, o.attempts, o.ncoupons, o.issued_by, o.refund_seq);
+        return CP_EXIT_OK;
+    }
+    printf("order       %" PRId64 "\n", o.payment.order_id);
+    printf("payment     %s\n", o.payment.payment_id);
+    printf("user        %" PRId64 "\n", o.payment.user_id);
+    printf("deal        %" PRId64 " x %d\n", o.payment.deal_id, o.payment.quantity);
+    printf("amount      %" PRId64 " %s (minor units)\n", o.payment.amount_cents,
+           o.payment.currency);
+    printf("paid at     %s\n", o.payment.paid_at);
+    printf("state       %s\n", o.state);
+    printf("attempts    %d\n", o.attempts);
+    if (o.last_error[0])
+        printf("last error  %s\n", o.last_error);
+    if (o.ncoupons)
+        printf("coupons     %d, issued by %s\n", o.ncoupons, o.issued_by);
+    if (o.refund_seq)
+        printf("refund      seq %" PRId64 ": %s\n", o.refund_seq, o.refund_reason);
+    printf("created     %s\nupdated     %s\n", o.created_at, o.updated_at);
+    return CP_EXIT_OK;
+}
+
+static int cmd_config_get(ctl_t *ctl, int argc, char **argv)
+{
+    char value[4096];
+    if (argc != 2)
+        return usage_error("config get needs one PATH");
+    if (cfg_format(&ctl->cfg, argv[1], value, sizeof value) != 0) {
+        fprintf(stderr, "couponctl: config get: unknown setting '%s'\n", argv[1]);
+        return CP_EXIT_USAGE;
+    }
+    printf("%s\n", value);
+    return CP_EXIT_OK;
+}
+
+/* Prints one result line (JSON) for input line `line`. */
+static void print_result(long line, const pub_result_t *r)
+{
+    static const char *const lanes[PUB_LANES] = {"l", "w"};
+    cJSON *o = cJSON_CreateObject();
+    char *text, id[24];
+
+    if (!o)
+        return;
+    cJSON_AddNumberToObject(o, "line", (double)line);
+    if (r->status != MSG_OK) {
+        cJSON_AddBoolToObject(o, "accepted", false);
+        cJSON_AddStringToObject(o, "error", msg_status_code(r->status));
+        cJSON_AddStringToObject(o, "detail", r->detail);
+    } else {
+        /* A string, so an int64 order id survives readers that use doubles. */
+        snprintf(id, sizeof id, "%lld", (long long)r->order_id);
+        cJSON_AddStringToObject(o, "order_id", id);
+        cJSON_AddStringToObject(o, "payment_id", r->payment_id);
+        cJSON_AddBoolToObject(o, "accepted", pub_accepted(r));
+        for (int l = 0; l < PUB_LANES; l++) {
+            char key[16];
+            cJSON_AddStringToObject(o, lanes[l],
+                                    r->lane[l] == TP_ACCEPTED ? "accepted" : "refused");
+            if (r->lane[l] != TP_ACCEPTED) {
+                snprintf(key, sizeof key, "%s_error", lanes[l]);
+                cJSON_AddStringToObject(o, key, r->lane_error[l]);
+            }
+        }
+    }
+    text = cJSON_PrintUnformatted(o);
+    if (text)
+        puts(text);
+    cJSON_free(text);
+    cJSON_Delete(o);
+}
+
+#define PUBLISH_BATCH 1000
+
+static int cmd_publish(ctl_t *ctl, int argc, char **argv)
+{
+    char err[CP_ERRLEN];
+    publisher_t *pub = NULL;
+    pub_note_t notes[PUBLISH_BATCH];
+    pub_result_t *res = NULL;
+    char *lines[PUBLISH_BATCH] = {0};
+    size_t caps[PUBLISH_BATCH] = {0};
+    long lineno[PUBLISH_BATCH];
+    long line = 0, total = 0, both = 0, one = 0, none = 0, invalid = 0;
+    FILE *in = stdin;
+    int rc;
+
+    if (argc > 2)
+        return usage_error("publish takes at most one FILE (or - for standard input)");
+    if (argc == 2 && strcmp(argv[1], "-") != 0 && !(in = fopen(argv[1], "r"))) {
+        fprintf(stderr, "couponctl: publish: %s: %s\n", argv[1], strerror(errno));
+        return CP_EXIT_USAGE;
+    }
+    res = calloc(PUBLISH_BATCH, sizeof *res);
+    if (!res) {
+        rc = CP_EXIT_FAILURE;
+        goto out;
+    }
+    rc = pub_open(&pub, &ctl->cfg, err, sizeof err);
+    if (rc != 0) {
+        fprintf(stderr, "couponctl: publish: %s\n", err);
+        goto out;
+    }
+    for (bool eof = false; !eof;) {
+        size_t n = 0;
+        while (n < PUBLISH_BATCH) {
+            ssize_t len = getline(&lines[n], &caps[n], in);
+            if (len < 0) {
+                eof = true;
+                break;
+            }
+            line++;
+            /* The line's end is not part of the notification. */
+            while (len > 0 && (lines[n][len - 1] == '\n' || lines[n][len - 1] == '\r'))
+                len--;
+            if (len == 0)
+                continue; /* blank lines are not notifications */
+            notes[n] = (pub_note_t){lines[n], (size_t)len};
+            lineno[n++] = line;
+        }
+        if (n == 0)
+            continue;
+        pub_send(pub, notes, n, res);
+        for (size_t i = 0; i < n; i++) {
+            print_result(lineno[i], &res[i]);
+            total++;
+            if (res[i].status != MSG_OK)
+                invalid++;
+            else if (res[i].lane[PUB_LANE_L] == TP_ACCEPTED &&
+                     res[i].lane[PUB_LANE_W] == TP_ACCEPTED)
+                both++;
+            else if (pub_accepted(&res[i]))
+                one++;
+            else
+                none++;
+        }
+        fflush(stdout);
+    }
+    fprintf(stderr,
+            "publish: %ld notification%s: %ld accepted by both lanes, %ld by one, %ld by none, "
+            "%ld invalid\n",
+            total, total == 1 ? "" : "s", both, one, none, invalid);
+    rc = (none || invalid) ? CP_EXIT_FAILURE : CP_EXIT_OK;
+out:
+    pub_close(pub);
+    for (size_t i = 0; i < PUBLISH_BATCH; i++)
+        free(lines[i]);
+    free(res);
+    if (in != stdin)
+        fclose(in);
+    return rc;
+}
+
+static const ctl_cmd_t commands[] = {
+    {"db migrate", "", "apply the store's schema migrations (idempotent)", cmd_db_migrate},
+    {"deal set", "DEAL_ID --price-cents N --currency XXX [--active|--inactive]",
+     "create or update a deal", cmd_deal_set},
+    {"publish", "[FILE|-]",
+     "validate, sign and fan out JSON-lines notifications to both lanes; one result line each",
+     cmd_publish},
+    {"status", "ORDER_ID", "show one order: payment, state, attempts, coupons, refund", cmd_status},
+    {"config get", "PATH", "print one setting's effective value (secrets masked)", cmd_config_get},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: couponctl [--config FILE] [--set PATH=VALUE]... [--json] COMMAND ...\n\n"
+                 "commands:\n");
+    for (size_t i = 0; i < CP_ARRAY_SIZE(commands); i++)
+        fprintf(out, "  %s %s\n      %s\n", commands[i].name, commands[i].args, commands[i].help);
+    fprintf(out, "\n  --config FILE    configuration file (default: $COUPOND_CONFIG)\n"
+                 "  --set PATH=VALUE override one setting (repeatable)\n"
+                 "  --json           machine-readable output where a command supports it\n"
+                 "\nexit codes: 0 ok, 1 failures found or caused, 2 usage or configuration "
+                 "error, 3 dependency unavailable\n");
+}
+
+/* Matches argv against a command's words ("db migrate" takes two). */
+static const ctl_cmd_t *find_command(int argc, char **argv, int *words)
+{
+    for (size_t i = 0; i < CP_ARRAY_SIZE(commands); i++) {
+        const char *name = commands[i].name, *space = strchr(name, ' ');
+        if (!space) {
+            if (argc >= 1 && strcmp(argv[0], name) == 0) {
+                *words = 1;
+                return &commands[i];
+            }
+        } else if (argc >= 2 && strncmp(argv[0], name, (size_t)(space - name)) == 0 &&
+                   argv[0][space - name] == '\0' && strcmp(argv[1], space + 1) == 0) {
+            *words = 2;
+            return &commands[i];
+        }
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"set", required_argument, NULL, 's'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    ctl_t ctl = {.cli = {.prog = "couponctl"}};
+    const ctl_cmd_t *cmd;
+    int c, words = 0, rc;
+
+    /* "+": stop at the command, whose own options are parsed by it. */
+    while ((c = getopt_long(argc, argv, "+c:s:jh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            ctl.cli.config_path = optarg;
+            break;
+        case 's':
+            if (cli_add_set(&ctl.cli, optarg) != 0)
+                return CP_EXIT_FAILURE;
+            break;
+        case 'j':
+            ctl.json = true;
+            break;
+        case 'h':
+            usage(stdout);
+            cli_free(&ctl.cli);
+            return CP_EXIT_OK;
+        default:
+            usage(stderr);
+            cli_free(&ctl.cli);
+            return CP_EXIT_USAGE;
+        }
+    }
+    cmd = find_command(argc - optind, argv + optind, &words);
+    if (!cmd) {
+        if (optind < argc)
+            fprintf(stderr, "couponctl: unknown command '%s'\n", argv[optind]);
+        usage(stderr);
+        cli_free(&ctl.cli);
+        return CP_EXIT_USAGE;
+    }
+    rc = cli_load(&ctl.cli, &ctl.cfg, "ctl");
+    cli_free(&ctl.cli);
+    if (rc != CP_EXIT_OK)
+        return rc;
+    /* A command gets argv[0] = its last word and its arguments after it, the
+     * shape getopt expects. */
+    rc = cmd->run(&ctl, argc - optind - words + 1, argv + optind + words - 1);
+    cfg_free(&ctl.cfg);
+    return rc;
+}

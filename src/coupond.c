@@ -1,0 +1,81 @@
+/* coupond: runs one lane's consumer (--role l|w) or checks the configuration. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "log.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: coupond [--config FILE] [--set PATH=VALUE]... --role l|w\n"
+                 "       coupond [--config FILE] [--set PATH=VALUE]... --check\n"
+                 "\n"
+                 "  --config FILE    configuration file (default: $COUPOND_CONFIG)\n"
+                 "  --set PATH=VALUE override one setting (repeatable)\n"
+                 "  --role l|w       run the L (fast) or W (safety net) lane's consumer\n"
+                 "  --check          validate the configuration, print it (secrets masked), exit\n"
+                 "\n"
+                 "exit codes: 0 ok, 1 failures, 2 usage or configuration error, 3 dependency "
+                 "unavailable\n");
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"set", required_argument, NULL, 's'},
+        {"role", required_argument, NULL, 'r'},   {"check", no_argument, NULL, 'k'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+    };
+    cli_common_t cli = {.prog = "coupond"};
+    const char *role = NULL;
+    int check = 0, c, rc;
+    cfg_t cfg;
+
+    while ((c = getopt_long(argc, argv, "c:s:r:kh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            cli.config_path = optarg;
+            break;
+        case 's':
+            if (cli_add_set(&cli, optarg) != 0) {
+                fprintf(stderr, "coupond: out of memory\n");
+                return CP_EXIT_FAILURE;
+            }
+            break;
+        case 'r':
+            role = optarg;
+            break;
+        case 'k':
+            check = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            return CP_EXIT_OK;
+        default:
+            usage(stderr);
+            cli_free(&cli);
+            return CP_EXIT_USAGE;
+        }
+    }
+    if (optind != argc || (!check && !role) ||
+        (role && strcmp(role, "l") != 0 && strcmp(role, "w") != 0)) {
+        usage(stderr);
+        cli_free(&cli);
+        return CP_EXIT_USAGE;
+    }
+    rc = cli_load(&cli, &cfg, role ? role : "check");
+    cli_free(&cli);
+    if (rc != CP_EXIT_OK)
+        return rc;
+    if (check) {
+        cfg_print(&cfg, stdout);
+        printf("# configuration OK\n");
+        cfg_free(&cfg);
+        return CP_EXIT_OK;
+    }
+    log_error("the %s lane's consumer is not part of this build yet", role);
+    cfg_free(&cfg);
+    return CP_EXIT_USAGE;
+}

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# test_cli.sh: the programs' command lines: exit codes, file:line errors,
+# masked secrets, --set and COUPOND_CONFIG. Needs no servers.
+# usage: test_cli.sh BUILD_DIR SOURCE_DIR
+set -u
+build=${1:?build dir}
+src=${2:?source dir}
+coupond=$build/coupond
+ctl=$build/couponctl
+pass=0 fail=0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+
+# expect NAME WANT_RC WANT_SUBSTRING -- COMMAND...: runs, checks rc and output.
+expect() {
+    local name=$1 want_rc=$2 want=$3 out rc
+    shift 4
+    out=$("$@" 2>&1)
+    rc=$?
+    if [ "$rc" -ne "$want_rc" ]; then
+        bad "$name: exit $rc, want $want_rc; output: $out"
+    elif [[ "$out" != *"$want"* ]]; then
+        bad "$name: output lacks '$want': $out"
+    else
+        ok
+    fi
+}
+
+# A configuration of its own, beside its secrets.
+mkdir -p "$tmp/conf" "$tmp/secrets"
+printf 'pg-password-for-cli-test' > "$tmp/secrets/pg.password"
+printf 'amqp-password-for-cli-test' > "$tmp/secrets/amqp.password"
+printf '0123456789abcdef0123456789abcdef' > "$tmp/secrets/k1.key"
+chmod 600 "$tmp"/secrets/*
+echo "127.0.0.1:9" > "$tmp/bootstrap"
+sed -e 's|file:../.run/secrets/|file:../secrets/|; s|file:../.run/kafka/bootstrap|file:../bootstrap|' \
+    "$src/conf/coupond.cfg" > "$tmp/conf/coupond.cfg"
+cfg=$tmp/conf/coupond.cfg
+
+expect "check ok" 0 "# configuration OK" -- "$coupond" --config "$cfg" --check
+expect "check masks store password" 0 'store.password = "********";' -- "$coupond" --config "$cfg" --check
+out=$("$coupond" --config "$cfg" --check 2>&1)
+for secret in pg-password-for-cli-test amqp-password-for-cli-test 0123456789abcdef; do
+    if [[ "$out" == *"$secret"* ]]; then bad "check printed a secret"; else ok; fi
+done
+expect "COUPOND_CONFIG" 0 "# configuration OK" -- env COUPOND_CONFIG="$cfg" "$coupond" --check
+expect "no config" 2 "no configuration: pass --config FILE or set COUPOND_CONFIG" -- env -u COUPOND_CONFIG "$coupond" --check
+expect "missing config file" 2 "cannot read the configuration" -- "$coupond" --config "$tmp/none.cfg" --check
+expect "no role" 2 "usage:" -- "$coupond" --config "$cfg"
+expect "bad role" 2 "usage:" -- "$coupond" --config "$cfg" --role x
+expect "help" 0 "--role l|w" -- "$coupond" --help
+
+# A broken setting in the file: file:line and exit 2.
+sed 's/delay_ms = 10000;/delay_ms = "ten seconds";/' "$cfg" > "$tmp/conf/broken.cfg"
+line=$(grep -n 'delay_ms = "ten seconds"' "$tmp/conf/broken.cfg" | cut -d: -f1)
+expect "broken setting" 2 "broken.cfg:$line: lanes.w.delay_ms: expected an integer" -- "$coupond" --config "$tmp/conf/broken.cfg" --check
+sed 's/refund_after_s = 1800;/refund_after_s = 5;/' "$cfg" > "$tmp/conf/short.cfg"
+line=$(grep -n 'refund_after_s = 5' "$tmp/conf/short.cfg" | cut -d: -f1)
+expect "combination" 2 "short.cfg:$line: issue.refund_after_s: the refund deadline" -- "$coupond" --config "$tmp/conf/short.cfg" --check
+printf 'cluster = "x"\nstore: {\n' > "$tmp/conf/syntax.cfg"
+expect "syntax error" 2 "syntax.cfg:" -- "$coupond" --config "$tmp/conf/syntax.cfg" --check
+chmod 644 "$tmp/secrets/k1.key"
+expect "readable secret" 2 "is accessible by group or others (mode 0644); run: chmod 600" -- "$coupond" --config "$cfg" --check
+chmod 600 "$tmp/secrets/k1.key"
+
+expect "set override" 0 "1234" -- "$ctl" --config "$cfg" --set lanes.w.delay_ms=1234 config get lanes.w.delay_ms
+expect "set bad" 2 "--set lanes.w.delay_ms: expected an integer" -- "$ctl" --config "$cfg" --set lanes.w.delay_ms=x config get lanes.w.delay_ms
+expect "config get string" 0 '"coupond.w.delay"' -- "$ctl" --config "$cfg" config get lanes.w.amqp.delay_queue
+expect "config get list" 0 "[ 5000, 30000, 120000, 600000 ]" -- "$ctl" --config "$cfg" config get issue.retry_delays_ms
+expect "config get secret masked" 0 '"********"' -- "$ctl" --config "$cfg" config get lanes.w.amqp.password
+expect "config get keys masked" 0 '( { id = "k1"; secret = "********"; } )' -- "$ctl" --config "$cfg" config get security.keys
+expect "config get url password masked" 0 '"amqp://u:****@h:1/"' -- "$ctl" --config "$cfg" --set lanes.w.amqp.url=amqp://u:pw@h:1/ config get lanes.w.amqp.url
+expect "config get unknown" 2 "unknown setting 'no.such'" -- "$ctl" --config "$cfg" config get no.such
+expect "unknown command" 2 "unknown command 'frobnicate'" -- "$ctl" --config "$cfg" frobnicate
+expect "ctl help" 0 "db migrate" -- "$ctl" --help
+expect "deal set usage" 2 "--currency: expected three upper-case letters" -- "$ctl" --config "$cfg" deal set 1 --price-cents 100 --currency usd
+expect "status usage" 2 "status needs one ORDER_ID" -- "$ctl" --config "$cfg" status abc
+# Nothing listens on port 9: the store is unavailable, exit 3.
+expect "store down" 3 "store unavailable" -- "$ctl" --config "$cfg" --set "store.conninfo=host=127.0.0.1 port=9 connect_timeout=2" status 1
+
+echo "test_cli: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
