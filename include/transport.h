@@ -1,0 +1,65 @@
+/* transport.h: one interface over the two brokers a lane can run on (Kafka
+ * through librdkafka, RabbitMQ through rabbitmq-c).
+ *
+ * A transport is opened for one lane, as a publisher or a consumer. Its
+ * destination (topic, or queue with the W lane's delay queue) is declared
+ * idempotently when it opens; a declaration that differs from what exists on
+ * the broker is an error, never a silent change. */
+#ifndef COUPOND_TRANSPORT_H
+#define COUPOND_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "common.h"
+#include "config.h"
+
+typedef struct transport transport_t;
+
+/* Per-message result of a publish. */
+typedef enum tp_status {
+    TP_PENDING = 0, /* not settled yet (only inside a publish) */
+    TP_ACCEPTED,    /* the broker durably took it (confirm / acks=all) */
+    TP_REFUSED,     /* the broker refused it, or it was not confirmed in time */
+} tp_status_t;
+
+/* One message to publish. The transport copies what it needs. */
+typedef struct tp_msg {
+    const void *body;
+    size_t len;
+    const char *key;       /* Kafka message key (decimal order id); NULL for none */
+    const char *signature; /* `signature` header value; NULL for none */
+    tp_status_t status;    /* out */
+    char error[128];       /* out, when REFUSED */
+} tp_msg_t;
+
+typedef struct tp_lane_desc {
+    const char *lane; /* "l" or "w" */
+    const cfg_lane_t *cfg;
+    int timeout_ms; /* connect and confirm bound */
+} tp_lane_desc_t;
+
+/* Opens a publisher for a lane: connects and declares the destination.
+ * Returns 0, CP_EXIT_UNAVAIL when the broker cannot be reached in time, or
+ * CP_EXIT_USAGE for a declaration mismatch or bad settings; err says why. */
+int tp_publisher_open(transport_t **out, const tp_lane_desc_t *desc, char *err,
+                      size_t errlen) CP_MUSTCHECK;
+
+/* Publishing is split in two so that both lanes work at once: begin hands
+ * msgs[0..n) to the broker client without waiting (Kafka produces
+ * asynchronously; AMQP sends a first window), end waits until deadline_ms
+ * (CLOCK_MONOTONIC milliseconds, see tp_now_ms) for each to be settled,
+ * pipelining confirms. Afterwards every status is ACCEPTED or REFUSED; end
+ * returns how many were accepted. msgs must stay valid from begin to end.
+ * A broken connection is reopened by the next begin. */
+void tp_publish_begin(transport_t *tp, tp_msg_t *msgs, size_t n);
+size_t tp_publish_end(transport_t *tp, tp_msg_t *msgs, size_t n, int64_t deadline_ms);
+
+int64_t tp_now_ms(void);
+
+/* The lane's name and broker kind, for messages ("l/kafka"). */
+const char *tp_describe(const transport_t *tp);
+
+void tp_close(transport_t *tp);
+
+#endif

@@ -1,0 +1,78 @@
+/* transport.c: picks a lane's transport and forwards to it. */
+#include "transport_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int64_t tp_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void tp_refuse_pending(tp_msg_t *msgs, size_t n, const char *why)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (msgs[i].status == TP_PENDING) {
+            msgs[i].status = TP_REFUSED;
+            snprintf(msgs[i].error, sizeof msgs[i].error, "%s", why);
+        }
+    }
+}
+
+int tp_publisher_open(transport_t **out, const tp_lane_desc_t *desc, char *err, size_t errlen)
+{
+    transport_t *tp = calloc(1, sizeof *tp);
+    int rc;
+
+    *out = NULL;
+    if (!tp) {
+        snprintf(err, errlen, "out of memory");
+        return CP_EXIT_FAILURE;
+    }
+    tp->desc = *desc;
+    tp->ops = desc->cfg->transport == CFG_TRANSPORT_AMQP ? &tp_amqp_ops : &tp_kafka_ops;
+    snprintf(tp->name, sizeof tp->name, "%s/%s", desc->lane, tp->ops->kind);
+    rc = tp->ops->open_publisher(tp, err, errlen);
+    if (rc != 0) {
+        free(tp);
+        return rc;
+    }
+    *out = tp;
+    return 0;
+}
+
+void tp_publish_begin(transport_t *tp, tp_msg_t *msgs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        msgs[i].status = TP_PENDING;
+        msgs[i].error[0] = '\0';
+    }
+    tp->ops->publish_begin(tp, msgs, n);
+}
+
+size_t tp_publish_end(transport_t *tp, tp_msg_t *msgs, size_t n, int64_t deadline_ms)
+{
+    size_t accepted = 0;
+    tp->ops->publish_end(tp, msgs, n, deadline_ms);
+    tp_refuse_pending(msgs, n, "not confirmed in time");
+    for (size_t i = 0; i < n; i++)
+        accepted += msgs[i].status == TP_ACCEPTED;
+    return accepted;
+}
+
+const char *tp_describe(const transport_t *tp)
+{
+    return tp->name;
+}
+
+void tp_close(transport_t *tp)
+{
+    if (!tp)
+        return;
+    tp->ops->close(tp);
+    free(tp);
+}

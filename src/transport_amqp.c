@@ -1,0 +1,380 @@
+/* transport_amqp.c: the AMQP 0-9-1 transport (rabbitmq-c) for RabbitMQ:
+ * quorum queues, persistent messages, publisher confirms. */
+#define _GNU_SOURCE
+#include <amqp.h>
+#include <amqp_framing.h>
+#include <amqp_ssl_socket.h>
+#include <amqp_tcp_socket.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "log.h"
+#include "transport_int.h"
+
+#define AMQP_CHANNEL   1
+#define CONFIRM_WINDOW 2048 /* unconfirmed publishes in flight */
+
+typedef struct amqp_pub {
+    amqp_connection_state_t conn;
+    bool up;
+    uint64_t next_tag;  /* delivery tag of the next publish on the channel */
+    const char *target; /* queue the lane's publishers send to */
+} amqp_pub_t;
+
+/* Describes a failed RPC in one line. */
+static void reply_text(amqp_rpc_reply_t r, const char *what, char *err, size_t errlen)
+{
+    switch (r.reply_type) {
+    case AMQP_RESPONSE_NORMAL:
+        snprintf(err, errlen, "%s: ok", what);
+        break;
+    case AMQP_RESPONSE_NONE:
+        snprintf(err, errlen, "%s: no reply", what);
+        break;
+    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+        snprintf(err, errlen, "%s: %s", what, amqp_error_string2(r.library_error));
+        break;
+    case AMQP_RESPONSE_SERVER_EXCEPTION:
+        if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+            amqp_connection_close_t *c = r.reply.decoded;
+            snprintf(err, errlen, "%s: server closed the connection: %u %.*s", what, c->reply_code,
+                     (int)c->reply_text.len, (const char *)c->reply_text.bytes);
+        } else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+            amqp_channel_close_t *c = r.reply.decoded;
+            snprintf(err, errlen, "%s: %u %.*s", what, c->reply_code, (int)c->reply_text.len,
+                     (const char *)c->reply_text.bytes);
+        } else {
+            snprintf(err, errlen, "%s: server error (method 0x%08x)", what, r.reply.id);
+        }
+        break;
+    }
+}
+
+/* A channel error (e.g. 406 PRECONDITION_FAILED) is a configuration problem;
+ * anything else means the broker is out of reach. */
+static int reply_rc(amqp_rpc_reply_t r)
+{
+    if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && r.reply.id == AMQP_CHANNEL_CLOSE_METHOD)
+        return CP_EXIT_USAGE;
+    return CP_EXIT_UNAVAIL;
+}
+
+/* Declares a durable quorum queue with extra arguments (may be NULL). A queue
+ * that exists with other arguments makes the broker close the channel with
+ * 406 PRECONDITION_FAILED, which is reported and never papered over. */
+static int declare_queue(amqp_connection_state_t conn, const char *name, amqp_table_entry_t *extra,
+                         int nextra, char *err, size_t errlen)
+{
+    amqp_table_entry_t entries[8];
+    amqp_table_t args;
+    amqp_rpc_reply_t r;
+    char what[300];
+    int n = 0;
+
+    entries[n].key = amqp_cstring_bytes("x-queue-type");
+    entries[n].value.kind = AMQP_FIELD_KIND_UTF8;
+    entries[n].value.value.bytes = amqp_cstring_bytes("quorum");
+    n++;
+    for (int i = 0; i < nextra && n < 8; i++)
+        entries[n++] = extra[i];
+    args.num_entries = n;
+    args.entries = entries;
+    amqp_queue_declare(conn, AMQP_CHANNEL, amqp_cstring_bytes(name), 0, 1, 0, 0, args);
+    r = amqp_get_rpc_reply(conn);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        snprintf(what, sizeof what, "declaring queue %s", name);
+        reply_text(r, what, err, errlen);
+        return reply_rc(r);
+    }
+    return 0;
+}
+
+static amqp_table_entry_t entry_str(const char *key, const char *value)
+{
+    amqp_table_entry_t e;
+    e.key = amqp_cstring_bytes(key);
+    e.value.kind = AMQP_FIELD_KIND_UTF8;
+    e.value.value.bytes = amqp_cstring_bytes(value);
+    return e;
+}
+
+static amqp_table_entry_t entry_i64(const char *key, int64_t value)
+{
+    amqp_table_entry_t e;
+    e.key = amqp_cstring_bytes(key);
+    e.value.kind = AMQP_FIELD_KIND_I64;
+    e.value.value.i64 = value;
+    return e;
+}
+
+/* The lane's queues: the work queue and, for a lane with a delay, the delay
+ * queue whose queue-level TTL dead-letters (at least once) into it. */
+static int declare_lane(transport_t *tp, amqp_connection_state_t conn, char *err, size_t errlen)
+{
+    const cfg_lane_t *lane = tp->desc.cfg;
+    amqp_table_entry_t delay[5];
+    int rc = declare_queue(conn, lane->amqp.queue, NULL, 0, err, errlen);
+
+    if (rc != 0 || !*lane->amqp.delay_queue)
+        return rc;
+    delay[0] = entry_i64("x-message-ttl", lane->delay_ms);
+    delay[1] = entry_str("x-dead-letter-exchange", "");
+    delay[2] = entry_str("x-dead-letter-routing-key", lane->amqp.queue);
+    delay[3] = entry_str("x-dead-letter-strategy", "at-least-once");
+    delay[4] = entry_str("x-overflow", "reject-publish");
+    return declare_queue(conn, lane->amqp.delay_queue, delay, 5, err, errlen);
+}
+
+/* Connects, logs in, opens the channel in confirm mode. */
+static int amqp_connect(transport_t *tp, amqp_connection_state_t *out, char *err, size_t errlen)
+{
+    const cfg_amqp_t *a = &tp->desc.cfg->amqp;
+    struct amqp_connection_info info;
+    amqp_connection_state_t conn = NULL;
+    amqp_socket_t *sock;
+    amqp_rpc_reply_t r;
+    struct timeval tv = {tp->desc.timeout_ms / 1000, (tp->desc.timeout_ms % 1000) * 1000};
+    char *url = strdup(a->url);
+    int status, rc = CP_EXIT_UNAVAIL;
+
+    *out = NULL;
+    if (!url) {
+        snprintf(err, errlen, "out of memory");
+        return CP_EXIT_FAILURE;
+    }
+    amqp_default_connection_info(&info);
+    if (amqp_parse_url(url, &info) != AMQP_STATUS_OK) {
+        snprintf(err, errlen, "%s: cannot parse the AMQP URL", tp->name);
+        rc = CP_EXIT_USAGE;
+        goto out;
+    }
+    conn = amqp_new_connection();
+    sock = info.ssl ? amqp_ssl_socket_new(conn) : amqp_tcp_socket_new(conn);
+    if (!conn || !sock) {
+        snprintf(err, errlen, "%s: cannot create a socket", tp->name);
+        goto out;
+    }
+    if (amqp_set_handshake_timeout(conn, &tv) != AMQP_STATUS_OK ||
+        amqp_set_rpc_timeout(conn, &tv) != AMQP_STATUS_OK) {
+        snprintf(err, errlen, "%s: cannot set timeouts", tp->name);
+        goto out;
+    }
+    status = amqp_socket_open_noblock(sock, info.host, info.port, &tv);
+    if (status != AMQP_STATUS_OK) {
+        snprintf(err, errlen, "%s: cannot connect to %s:%d: %s", tp->name, info.host, info.port,
+                 amqp_error_string2(status));
+        goto out;
+    }
+    r = amqp_login(conn, info.vhost, 0, 131072, 30, AMQP_SASL_METHOD_PLAIN, info.user,
+                   a->password ? a->password : info.password);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        reply_text(r, "login", err, errlen);
+        goto out;
+    }
+    amqp_channel_open(conn, AMQP_CHANNEL);
+    r = amqp_get_rpc_reply(conn);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        reply_text(r, "opening a channel", err, errlen);
+        goto out;
+    }
+    amqp_confirm_select(conn, AMQP_CHANNEL);
+    r = amqp_get_rpc_reply(conn);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        reply_text(r, "enabling publisher confirms", err, errlen);
+        goto out;
+    }
+    if ((rc = declare_lane(tp, conn, err, errlen)) != 0)
+        goto out;
+    *out = conn;
+    conn = NULL; /* now the caller's */
+    rc = 0;
+out:
+    if (conn)
+        amqp_destroy_connection(conn);
+    free(url);
+    return rc;
+}
+
+static int amqp_open_publisher(transport_t *tp, char *err, size_t errlen)
+{
+    const cfg_amqp_t *a = &tp->desc.cfg->amqp;
+    amqp_pub_t *ap = calloc(1, sizeof *ap);
+    int rc;
+    if (!ap) {
+        snprintf(err, errlen, "out of memory");
+        return CP_EXIT_FAILURE;
+    }
+    rc = amqp_connect(tp, &ap->conn, err, errlen);
+    if (rc != 0) {
+        free(ap);
+        return rc;
+    }
+    ap->up = true;
+    ap->next_tag = 1;
+    ap->target = *a->delay_queue ? a->delay_queue : a->queue;
+    tp->impl = ap;
+    return 0;
+}
+
+static void drop_connection(amqp_pub_t *ap)
+{
+    if (ap->conn) {
+        amqp_connection_close(ap->conn, AMQP_REPLY_SUCCESS);
+        amqp_destroy_connection(ap->conn);
+    }
+    ap->conn = NULL;
+    ap->up = false;
+}
+
+static int publish_one(transport_t *tp, amqp_pub_t *ap, const tp_msg_t *m)
+{
+    amqp_basic_properties_t props;
+    amqp_table_entry_t header;
+    amqp_bytes_t body = {m->len, (void *)m->body};
+
+    memset(&props, 0, sizeof props);
+    props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
+    props.content_type = amqp_cstring_bytes("application/json");
+    props.delivery_mode = AMQP_DELIVERY_PERSISTENT;
+    if (m->signature) {
+        header = entry_str("signature", m->signature);
+        props._flags |= AMQP_BASIC_HEADERS_FLAG;
+        props.headers.num_entries = 1;
+        props.headers.entries = &header;
+    }
+    (void)tp;
+    return amqp_basic_publish(ap->conn, AMQP_CHANNEL, amqp_empty_bytes,
+                              amqp_cstring_bytes(ap->target), 0, 0, &props, body);
+}
+
+/* Applies one basic.ack or basic.nack to the batch whose first message has
+ * delivery tag base. */
+static void settle(tp_msg_t *msgs, size_t n, uint64_t base, uint64_t tag, bool multiple, bool ok,
+                   size_t *settled)
+{
+    uint64_t first = multiple ? base : tag, last = tag;
+    for (uint64_t t = first; t <= last; t++) {
+        size_t i;
+        if (t < base || t - base >= n)
+            continue;
+        i = (size_t)(t - base);
+        if (msgs[i].status != TP_PENDING)
+            continue;
+        msgs[i].status = ok ? TP_ACCEPTED : TP_REFUSED;
+        if (!ok)
+            snprintf(msgs[i].error, sizeof msgs[i].error, "rejected by the broker (nack)");
+        (*settled)++;
+    }
+}
+
+static void amqp_publish_begin(transport_t *tp, tp_msg_t *msgs, size_t n)
+{
+    amqp_pub_t *ap = tp->impl;
+    char err[CP_ERRLEN];
+    (void)msgs;
+    (void)n;
+    if (!ap->up) {
+        if (amqp_connect(tp, &ap->conn, err, sizeof err) == 0) {
+            ap->up = true;
+            ap->next_tag = 1;
+            log_info("%s: reconnected", tp->name);
+        } else {
+            log_warn("%s: %s", tp->name, err);
+        }
+    }
+}
+
+/* Publishes with at most CONFIRM_WINDOW messages unconfirmed, reading
+ * confirms as they come, until all are settled or the deadline passes. */
+static void amqp_publish_end(transport_t *tp, tp_msg_t *msgs, size_t n, int64_t deadline_ms)
+{
+    amqp_pub_t *ap = tp->impl;
+    uint64_t base = ap->next_tag;
+    size_t sent = 0, settled = 0;
+
+    if (!ap->up) {
+        tp_refuse_pending(msgs, n, "broker unavailable");
+        return;
+    }
+    while (settled < n) {
+        amqp_frame_t frame;
+        struct timeval tv;
+        int64_t left;
+        int st;
+
+        while (sent < n && sent - settled < CONFIRM_WINDOW) {
+            if (publish_one(tp, ap, &msgs[sent]) != AMQP_STATUS_OK) {
+                log_warn("%s: publish failed; the connection is reset", tp->name);
+                drop_connection(ap);
+                tp_refuse_pending(msgs, n, "connection lost before confirm");
+                return;
+            }
+            sent++;
+            ap->next_tag++;
+        }
+        left = deadline_ms - tp_now_ms();
+        if (left <= 0)
+            break;
+        tv.tv_sec = left / 1000;
+        tv.tv_usec = (left % 1000) * 1000;
+        st = amqp_simple_wait_frame_noblock(ap->conn, &frame, &tv);
+        if (st == AMQP_STATUS_TIMEOUT)
+            break;
+        if (st != AMQP_STATUS_OK) {
+            log_warn("%s: %s; the connection is reset", tp->name, amqp_error_string2(st));
+            drop_connection(ap);
+            break;
+        }
+        if (frame.frame_type != AMQP_FRAME_METHOD)
+            continue;
+        switch (frame.payload.method.id) {
+        case AMQP_BASIC_ACK_METHOD: {
+            amqp_basic_ack_t *a = frame.payload.method.decoded;
+            settle(msgs, n, base, a->delivery_tag, a->multiple, true, &settled);
+            break;
+        }
+        case AMQP_BASIC_NACK_METHOD: {
+            amqp_basic_nack_t *a = frame.payload.method.decoded;
+            settle(msgs, n, base, a->delivery_tag, a->multiple, false, &settled);
+            break;
+        }
+        case AMQP_CHANNEL_CLOSE_METHOD:
+        case AMQP_CONNECTION_CLOSE_METHOD:
+            log_warn("%s: the broker closed the %s", tp->name,
+                     frame.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD ? "channel"
+                                                                          : "connection");
+            drop_connection(ap);
+            tp_refuse_pending(msgs, n, "the broker closed the connection before confirming");
+            return;
+        default:
+            break;
+        }
+        amqp_maybe_release_buffers(ap->conn);
+    }
+    if (settled < n && ap->up) {
+        /* Confirms still owed: their tags would be misread by the next
+         * batch, so start the next batch on a fresh connection. */
+        drop_connection(ap);
+    }
+    tp_refuse_pending(msgs, n, "not confirmed in time");
+}
+
+static void amqp_close(transport_t *tp)
+{
+    amqp_pub_t *ap = tp->impl;
+    if (!ap)
+        return;
+    drop_connection(ap);
+    free(ap);
+    tp->impl = NULL;
+}
+
+const tp_ops_t tp_amqp_ops = {
+    .kind = "amqp",
+    .open_publisher = amqp_open_publisher,
+    .publish_begin = amqp_publish_begin,
+    .publish_end = amqp_publish_end,
+    .close = amqp_close,
+};

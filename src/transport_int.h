@@ -1,0 +1,30 @@
+/* transport_int.h: what the transport dispatcher and its two
+ * implementations (transport_kafka.c, transport_amqp.c) share. */
+#ifndef COUPOND_TRANSPORT_INT_H
+#define COUPOND_TRANSPORT_INT_H
+
+#include "transport.h"
+
+typedef struct tp_ops {
+    const char *kind; /* "kafka", "amqp" */
+    /* Connects and declares; fills tp->impl. Returns 0, CP_EXIT_UNAVAIL or CP_EXIT_USAGE. */
+    int (*open_publisher)(transport_t *tp, char *err, size_t errlen);
+    void (*publish_begin)(transport_t *tp, tp_msg_t *msgs, size_t n);
+    void (*publish_end)(transport_t *tp, tp_msg_t *msgs, size_t n, int64_t deadline_ms);
+    void (*close)(transport_t *tp);
+} tp_ops_t;
+
+struct transport {
+    const tp_ops_t *ops;
+    tp_lane_desc_t desc;
+    char name[32]; /* "l/kafka" */
+    void *impl;
+};
+
+extern const tp_ops_t tp_kafka_ops;
+extern const tp_ops_t tp_amqp_ops;
+
+/* Marks every message of msgs[0..n) still PENDING as REFUSED with why. */
+void tp_refuse_pending(tp_msg_t *msgs, size_t n, const char *why);
+
+#endif
