@@ -163,17 +163,21 @@ size_t pub_send(publisher_t *pub, const pub_note_t *notes, size_t n, pub_result_
         pub_lane_t *lane = &pub->lanes[l];
         size_t ok;
         if (!lane->tp) {
-            for (size_t j = 0; j < k; j++)
-                snprintf(pub->msgs[l][j].error, sizeof pub->msgs[l][j].error, "lane down: %s",
-                         lane->down_reason);
-            for (size_t j = 0; j < k; j++)
+            for (size_t j = 0; j < k; j++) {
                 pub->msgs[l][j].status = TP_REFUSED;
+                snprintf(pub->msgs[l][j].error, sizeof pub->msgs[l][j].error, "lane down: %.100s",
+                         lane->down_reason);
+            }
             continue;
         }
         ok = tp_publish_end(lane->tp, pub->msgs[l], k, deadline);
-        if (ok < k)
+        if (ok < k) {
+            size_t j = 0;
+            while (pub->msgs[l][j].status == TP_ACCEPTED)
+                j++;
             log_warn("publish: lane %s refused %zu of %zu: %s", lane->name, k - ok, k,
-                     pub->msgs[l][0].status == TP_REFUSED ? pub->msgs[l][0].error : "see results");
+                     pub->msgs[l][j].error);
+        }
     }
     for (size_t j = 0; j < k; j++) {
         pub_result_t *r = &res[pub->index[j]];
