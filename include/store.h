@@ -162,6 +162,26 @@ store_rc_t store_issue_batch(store_t *st, const msg_payment_t *ps, size_t n, con
 store_rc_t store_refund(store_t *st, int64_t order_id, const char *reason, store_result_t *res,
                         char *err, size_t errlen) CP_MUSTCHECK;
 
+/* A message that cannot be processed: malformed, forged, oversized, or in
+ * conflict with a stored payment. */
+typedef struct store_letter {
+    const char *lane;         /* "l", "w" or "replay" */
+    const char *reason;       /* a reason code (msg_status_code, or "conflict") */
+    const char *detail;       /* human-readable; may be NULL */
+    const char *headers_json; /* the message's headers as a JSON object; NULL: {} */
+    const void *body;         /* raw bytes, any content */
+    size_t len;
+} store_letter_t;
+
+#define STORE_LETTER_MAX (1024 * 1024) /* body bytes kept; the rest is cut */
+
+/* Records a dead letter. The same body dead-lettered again is the same letter
+ * with its seen_count raised (and its latest reason and headers).
+ * *id and *seen (either may be NULL) get the letter's id and count.
+ * Returns STORE_OK or an error (STORE_E_QUERY for headers that are not JSON). */
+store_rc_t store_dead_letter(store_t *st, const store_letter_t *dl, int64_t *id, int *seen,
+                             char *err, size_t errlen) CP_MUSTCHECK;
+
 /* Writes a new coupon code (16 characters of Crockford base32, 80 bits from
  * the OS CSPRNG) into out[17]. Returns 0 or -1 if the CSPRNG failed. */
 int store_coupon_code(char out[17]) CP_MUSTCHECK;

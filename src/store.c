@@ -22,7 +22,14 @@
 /* RFC 3339 UTC with milliseconds, as to_char formats it. */
 #define SQL_TIME(col) "to_char((" col ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
-enum stmt_id { STMT_ISSUE, STMT_REFUND, STMT_DEAL_SET, STMT_ORDER_GET, STMT_COUNT };
+enum stmt_id {
+    STMT_ISSUE,
+    STMT_REFUND,
+    STMT_DEAL_SET,
+    STMT_ORDER_GET,
+    STMT_DEAD_LETTER,
+    STMT_COUNT
+};
 
 /* The prepared statements, prepared on first use on each connection. */
 // clang-format off
@@ -54,6 +61,9 @@ static const struct {
         "FROM coupons WHERE order_id = p.order_id) c "
         "LEFT JOIN refund_log r ON r.order_id = p.order_id "
         "WHERE p.order_id = $1::bigint"},
+    [STMT_DEAD_LETTER] = {"coupond_dead_letter", 5,
+        "SELECT id, seen_count FROM coupond_dead_letter($1::text, $2::text, $3::text, "
+        "$4::jsonb, decode($5::text, 'hex'))"},
 };
 // clang-format on
 
@@ -1043,4 +1053,38 @@ store_rc_t store_refund(store_t *st, int64_t order_id, const char *reason, store
     }
     PQclear(r);
     return res->rc = rc;
+}
+
+store_rc_t store_dead_letter(store_t *st, const store_letter_t *dl, int64_t *id, int *seen,
+                             char *err, size_t errlen)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *b = dl->body;
+    size_t len = dl->len > STORE_LETTER_MAX ? STORE_LETTER_MAX : dl->len;
+    char *body_hex = malloc(len * 2 + 1);
+    PGresult *r;
+    store_rc_t rc;
+
+    if (!body_hex) {
+        set_err(err, errlen, "dead letter: out of memory");
+        return STORE_E_INVALID;
+    }
+    /* Hex keeps arbitrary bytes (NULs included) intact through a text parameter. */
+    for (size_t i = 0; i < len; i++) {
+        body_hex[2 * i] = hex[b[i] >> 4];
+        body_hex[2 * i + 1] = hex[b[i] & 15];
+    }
+    body_hex[len * 2] = '\0';
+    const char *params[5] = {dl->lane, dl->reason, dl->detail ? dl->detail : "",
+                             dl->headers_json ? dl->headers_json : "{}", body_hex};
+    rc = run(st, STMT_DEAD_LETTER, params, "dead letter", &r, err, errlen);
+    free(body_hex);
+    if (rc != STORE_OK)
+        return rc;
+    if (id)
+        *id = PQntuples(r) == 1 ? get_i64(r, 0, 0) : 0;
+    if (seen)
+        *seen = PQntuples(r) == 1 ? (int)get_i64(r, 0, 1) : 0;
+    PQclear(r);
+    return STORE_OK;
 }
