@@ -121,6 +121,8 @@ static int check_name(const char *v, char *why, size_t n)
         STR("lanes." L ".kafka.brokers", F.kafka.brokers, "localhost:9092", NULL, F_FILEOK),       \
         STR("lanes." L ".kafka.topic", F.kafka.topic, dtopic, check_name, 0),                      \
         STR("lanes." L ".kafka.group", F.kafka.group, dgroup, check_name, 0),                      \
+        INT("lanes." L ".kafka.session_timeout_ms", F.kafka.session_timeout_ms, "10000", 1000,     \
+            300000, 0),                                                                            \
         STR("lanes." L ".amqp.url", F.amqp.url, "amqp://guest@localhost:5672/%2f", check_amqp_url, \
             0),                                                                                    \
         SECRET("lanes." L ".amqp.password", F.amqp.password),                                      \
@@ -145,7 +147,7 @@ static const cfg_def_t defs[] = {
     STR("security.sign_with", security.sign_with, "", NULL, 0),
     {"security.require_signature", T_BOOL, OFF(security.require_signature), "true", 0, 0, NULL,
      NULL, 0, 0},
-    INT("publish.timeout_ms", publish.timeout_ms, "5000", 100, 600000, F_RELOAD),
+    INT("publish.timeout_ms", publish.timeout_ms, "5000", 1000, 600000, F_RELOAD),
     STR("metrics.listen", metrics.listen, "127.0.0.1:9464", check_listen, 0),
     ENUM("log.level", log.level, "info", levels, F_RELOAD),
     ENUM("log.format", log.format, "json", formats, F_RELOAD),

@@ -55,23 +55,28 @@ static int parse_i64(const char *s, int64_t min, int64_t *out)
     return 0;
 }
 
-/* Opens the store named by the configuration; reports and returns NULL when
- * it cannot be reached. */
-static store_t *ctl_store(ctl_t *ctl)
+/* Opens the store named by the configuration. Returns 0, or the exit code
+ * after reporting why it cannot be used. */
+static int ctl_store(ctl_t *ctl, store_t **st)
 {
     char err[CP_ERRLEN];
-    store_t *st = NULL;
-    if (store_open(&st, ctl->cfg.store.conninfo, ctl->cfg.store.password,
-                   ctl->cfg.store.statement_timeout_ms, err, sizeof err) != STORE_OK) {
-        fprintf(stderr, "couponctl: store unavailable: %s\n", err);
-        return NULL;
+    store_rc_t rc = store_open(st, ctl->cfg.store.conninfo, ctl->cfg.store.password,
+                               ctl->cfg.store.statement_timeout_ms, err, sizeof err);
+    if (rc == STORE_E_INVALID) {
+        fprintf(stderr, "couponctl: store.conninfo: %s\n", err);
+        return CP_EXIT_USAGE;
     }
-    return st;
+    if (rc != STORE_OK) {
+        fprintf(stderr, "couponctl: store unavailable: %s\n", err);
+        return CP_EXIT_UNAVAIL;
+    }
+    return 0;
 }
 
+/* An unmigrated (or newer) schema makes the store unusable, like an outage. */
 static int store_exit(store_rc_t rc)
 {
-    return rc == STORE_E_UNAVAILABLE ? CP_EXIT_UNAVAIL : CP_EXIT_FAILURE;
+    return rc == STORE_E_UNAVAILABLE || rc == STORE_E_SCHEMA ? CP_EXIT_UNAVAIL : CP_EXIT_FAILURE;
 }
 
 static int cmd_db_migrate(ctl_t *ctl, int argc, char **argv)
@@ -80,12 +85,13 @@ static int cmd_db_migrate(ctl_t *ctl, int argc, char **argv)
     int applied = 0;
     store_rc_t rc;
     store_t *st;
+    int crc;
 
     (void)argv;
     if (argc != 1)
         return usage_error("db migrate takes no arguments");
-    if (!(st = ctl_store(ctl)))
-        return CP_EXIT_UNAVAIL;
+    if ((crc = ctl_store(ctl, &st)) != 0)
+        return crc;
     rc = store_migrate(st, &applied, err, sizeof err);
     store_close(st);
     if (rc != STORE_OK) {
@@ -113,6 +119,7 @@ static int cmd_deal_set(ctl_t *ctl, int argc, char **argv)
     bool active = true;
     store_rc_t rc;
     store_t *st;
+    int crc;
     int c;
 
     optind = 0; /* glibc: re-initialise getopt for the command's own options */
@@ -143,8 +150,8 @@ static int cmd_deal_set(ctl_t *ctl, int argc, char **argv)
         return usage_error("deal set needs --price-cents N and --currency XXX");
     if (strlen(currency) != 3 || strspn(currency, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != 3)
         return usage_error("--currency: expected three upper-case letters, got \"%s\"", currency);
-    if (!(st = ctl_store(ctl)))
-        return CP_EXIT_UNAVAIL;
+    if ((crc = ctl_store(ctl, &st)) != 0)
+        return crc;
     rc = store_deal_set(st, deal_id, price, currency, active, err, sizeof err);
     store_close(st);
     if (rc != STORE_OK) {
@@ -163,11 +170,12 @@ static int cmd_status(ctl_t *ctl, int argc, char **argv)
     store_order_t o;
     store_rc_t rc;
     store_t *st;
+    int crc;
 
     if (argc != 2 || parse_i64(argv[1], 1, &order_id) != 0)
         return usage_error("status needs one ORDER_ID (an integer > 0)");
-    if (!(st = ctl_store(ctl)))
-        return CP_EXIT_UNAVAIL;
+    if ((crc = ctl_store(ctl, &st)) != 0)
+        return crc;
     rc = store_order_get(st, order_id, &o, err, sizeof err);
     store_close(st);
     if (rc == STORE_NOT_FOUND) {

@@ -119,7 +119,8 @@ LANGUAGE sql AS $$
     VALUES (p_lane, p_reason, p_detail, p_headers, coalesce(p_body, ''::bytea))
     ON CONFLICT (fingerprint) DO UPDATE
         SET seen_count = d.seen_count + 1, last_seen_at = now(), reason = EXCLUDED.reason,
-            detail = EXCLUDED.detail, headers = EXCLUDED.headers
+            detail = EXCLUDED.detail, headers = EXCLUDED.headers, lane = EXCLUDED.lane,
+            resolved_at = NULL  -- a letter that comes back is open again
     RETURNING d.id, d.seen_count
 $$;
 
