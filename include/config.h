@@ -21,6 +21,7 @@ typedef struct cfg_kafka {
     char *brokers; /* bootstrap list (read from the file when given as "file:PATH") */
     char *topic;
     char *group;
+    int session_timeout_ms;
 } cfg_kafka_t;
 
 typedef struct cfg_amqp {

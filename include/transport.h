@@ -57,6 +57,41 @@ size_t tp_publish_end(transport_t *tp, tp_msg_t *msgs, size_t n, int64_t deadlin
 
 int64_t tp_now_ms(void);
 
+/* One message taken from a lane. Valid until tp_release. */
+typedef struct tp_delivery {
+    const void *body;
+    size_t len;
+    const char *signature; /* the `signature` header's bytes; NULL when absent */
+    size_t siglen;
+    void *raw; /* the transport's own message (for tp_headers_json) */
+} tp_delivery_t;
+
+/* Opens a consumer for a lane (Kafka: joins the consumer group with manual
+ * commits; AMQP: declares the queues and consumes the work queue with
+ * prefetch). Returns 0, CP_EXIT_UNAVAIL or CP_EXIT_USAGE with err set. */
+int tp_consumer_open(transport_t **out, const tp_lane_desc_t *desc, char *err,
+                     size_t errlen) CP_MUSTCHECK;
+
+/* Takes up to max messages into out, waiting at most wait_ms for the first
+ * and batch_wait_ms for each further one. Returns how many (0 on timeout), or
+ * -1 when the connection broke (err says why; the next call reconnects).
+ * Everything taken must be acknowledged (tp_ack) and released (tp_release)
+ * before the next fetch. */
+int tp_fetch(transport_t *tp, tp_delivery_t *out, size_t max, int wait_ms, int batch_wait_ms,
+             char *err, size_t errlen) CP_MUSTCHECK;
+
+/* Acknowledges everything fetched (Kafka: synchronous commit of the next
+ * offsets; AMQP: ack with `multiple` up to the last delivery). Returns 0, or
+ * -1 (the messages will be delivered again; processing is idempotent). */
+int tp_ack(transport_t *tp, char *err, size_t errlen) CP_MUSTCHECK;
+
+/* Frees what the last fetch took. */
+void tp_release(transport_t *tp);
+
+/* The delivery's headers (and, for Kafka, key, partition and offset) as a
+ * JSON object, for dead letters. The caller frees the string. */
+char *tp_headers_json(const transport_t *tp, const tp_delivery_t *d);
+
 /* The lane's name and broker kind, for messages ("l/kafka"). */
 const char *tp_describe(const transport_t *tp);
 

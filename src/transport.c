@@ -1,6 +1,8 @@
 /* transport.c: picks a lane's transport and forwards to it. */
 #include "transport_int.h"
 
+#include <stdbool.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +25,8 @@ void tp_refuse_pending(tp_msg_t *msgs, size_t n, const char *why)
     }
 }
 
-int tp_publisher_open(transport_t **out, const tp_lane_desc_t *desc, char *err, size_t errlen)
+static int tp_open(transport_t **out, const tp_lane_desc_t *desc, bool consumer, char *err,
+                   size_t errlen)
 {
     transport_t *tp = calloc(1, sizeof *tp);
     int rc;
@@ -36,13 +39,45 @@ int tp_publisher_open(transport_t **out, const tp_lane_desc_t *desc, char *err, 
     tp->desc = *desc;
     tp->ops = desc->cfg->transport == CFG_TRANSPORT_AMQP ? &tp_amqp_ops : &tp_kafka_ops;
     snprintf(tp->name, sizeof tp->name, "%s/%s", desc->lane, tp->ops->kind);
-    rc = tp->ops->open_publisher(tp, err, errlen);
+    tp->consumer = consumer;
+    rc = consumer ? tp->ops->open_consumer(tp, err, errlen) : tp->ops->open_publisher(tp, err, errlen);
     if (rc != 0) {
         free(tp);
         return rc;
     }
     *out = tp;
     return 0;
+}
+
+int tp_publisher_open(transport_t **out, const tp_lane_desc_t *desc, char *err, size_t errlen)
+{
+    return tp_open(out, desc, false, err, errlen);
+}
+
+int tp_consumer_open(transport_t **out, const tp_lane_desc_t *desc, char *err, size_t errlen)
+{
+    return tp_open(out, desc, true, err, errlen);
+}
+
+int tp_fetch(transport_t *tp, tp_delivery_t *out, size_t max, int wait_ms, int batch_wait_ms,
+             char *err, size_t errlen)
+{
+    return tp->ops->fetch(tp, out, max, wait_ms, batch_wait_ms, err, errlen);
+}
+
+int tp_ack(transport_t *tp, char *err, size_t errlen)
+{
+    return tp->ops->ack(tp, err, errlen);
+}
+
+void tp_release(transport_t *tp)
+{
+    tp->ops->release(tp);
+}
+
+char *tp_headers_json(const transport_t *tp, const tp_delivery_t *d)
+{
+    return tp->ops->headers_json(tp, d);
 }
 
 void tp_publish_begin(transport_t *tp, tp_msg_t *msgs, size_t n)

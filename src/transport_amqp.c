@@ -2,6 +2,7 @@
  * quorum queues, persistent messages, publisher confirms. */
 #define _GNU_SOURCE
 #include <amqp.h>
+#include <cjson/cJSON.h>
 #include <amqp_framing.h>
 #include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
@@ -127,7 +128,8 @@ static int declare_lane(transport_t *tp, amqp_connection_state_t conn, char *err
     return declare_queue(conn, lane->amqp.delay_queue, delay, 5, err, errlen);
 }
 
-/* Connects, logs in, opens the channel in confirm mode. */
+/* Connects, logs in, opens the channel (in confirm mode for a publisher) and
+ * declares the lane's queues. */
 static int amqp_connect(transport_t *tp, amqp_connection_state_t *out, char *err, size_t errlen)
 {
     const cfg_amqp_t *a = &tp->desc.cfg->amqp;
@@ -179,11 +181,13 @@ static int amqp_connect(transport_t *tp, amqp_connection_state_t *out, char *err
         reply_text(r, "opening a channel", err, errlen);
         goto out;
     }
-    amqp_confirm_select(conn, AMQP_CHANNEL);
-    r = amqp_get_rpc_reply(conn);
-    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-        reply_text(r, "enabling publisher confirms", err, errlen);
-        goto out;
+    if (!tp->consumer) {
+        amqp_confirm_select(conn, AMQP_CHANNEL);
+        r = amqp_get_rpc_reply(conn);
+        if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+            reply_text(r, "enabling publisher confirms", err, errlen);
+            goto out;
+        }
     }
     if ((rc = declare_lane(tp, conn, err, errlen)) != 0)
         goto out;
@@ -361,13 +365,265 @@ static void amqp_publish_end(transport_t *tp, tp_msg_t *msgs, size_t n, int64_t 
     tp_refuse_pending(msgs, n, "not confirmed in time");
 }
 
+static void amqp_con_close(transport_t *tp);
+
 static void amqp_close(transport_t *tp)
 {
     amqp_pub_t *ap = tp->impl;
+    if (tp->consumer) {
+        amqp_con_close(tp);
+        return;
+    }
     if (!ap)
         return;
     drop_connection(ap);
     free(ap);
+    tp->impl = NULL;
+}
+
+/* ---- consumer ------------------------------------------------------- */
+
+typedef struct amqp_con {
+    amqp_connection_state_t conn; /* NULL while disconnected */
+    amqp_envelope_t *envs;        /* the last fetch */
+    size_t nenvs, cap;
+    int64_t retry_at_ms;
+} amqp_con_t;
+
+static int amqp_con_connect(transport_t *tp, amqp_con_t *ac, char *err, size_t errlen)
+{
+    const cfg_amqp_t *a = &tp->desc.cfg->amqp;
+    amqp_rpc_reply_t r;
+    int rc = amqp_connect(tp, &ac->conn, err, errlen);
+
+    if (rc != 0)
+        return rc;
+    amqp_basic_qos(ac->conn, AMQP_CHANNEL, 0, (uint16_t)a->prefetch, 0);
+    r = amqp_get_rpc_reply(ac->conn);
+    if (r.reply_type == AMQP_RESPONSE_NORMAL) {
+        amqp_basic_consume(ac->conn, AMQP_CHANNEL, amqp_cstring_bytes(a->queue), amqp_empty_bytes,
+                           0, 0, 0, amqp_empty_table);
+        r = amqp_get_rpc_reply(ac->conn);
+    }
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        reply_text(r, "consuming", err, errlen);
+        amqp_destroy_connection(ac->conn);
+        ac->conn = NULL;
+        return reply_rc(r);
+    }
+    return 0;
+}
+
+static int amqp_open_consumer(transport_t *tp, char *err, size_t errlen)
+{
+    amqp_con_t *ac = calloc(1, sizeof *ac);
+    int rc;
+    if (!ac) {
+        snprintf(err, errlen, "out of memory");
+        return CP_EXIT_FAILURE;
+    }
+    if ((rc = amqp_con_connect(tp, ac, err, errlen)) != 0) {
+        free(ac);
+        return rc;
+    }
+    tp->impl = ac;
+    return 0;
+}
+
+static void amqp_release(transport_t *tp)
+{
+    amqp_con_t *ac = tp->impl;
+    for (size_t i = 0; i < ac->nenvs; i++)
+        amqp_destroy_envelope(&ac->envs[i]);
+    ac->nenvs = 0;
+    if (ac->conn)
+        amqp_maybe_release_buffers(ac->conn);
+}
+
+static void amqp_con_drop(amqp_con_t *ac)
+{
+    if (!ac->conn)
+        return;
+    amqp_connection_close(ac->conn, AMQP_REPLY_SUCCESS);
+    amqp_destroy_connection(ac->conn);
+    ac->conn = NULL;
+}
+
+/* Handles what amqp_consume_message could not (a frame other than a
+ * delivery). Returns 0 to go on, -1 when the connection is unusable. */
+static int amqp_other_frame(transport_t *tp, amqp_con_t *ac, char *err, size_t errlen)
+{
+    amqp_frame_t frame;
+    struct timeval tv = {0, 0};
+    if (amqp_simple_wait_frame_noblock(ac->conn, &frame, &tv) != AMQP_STATUS_OK)
+        return 0;
+    if (frame.frame_type == AMQP_FRAME_METHOD &&
+        (frame.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD ||
+         frame.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD ||
+         frame.payload.method.id == AMQP_BASIC_CANCEL_METHOD)) {
+        snprintf(err, errlen, "%s: the broker closed the consumer", tp->name);
+        return -1;
+    }
+    return 0;
+}
+
+static int amqp_fetch(transport_t *tp, tp_delivery_t *out, size_t max, int wait_ms,
+                      int batch_wait_ms, char *err, size_t errlen)
+{
+    amqp_con_t *ac = tp->impl;
+    size_t n = 0;
+
+    if (!ac->conn) {
+        if (tp_now_ms() < ac->retry_at_ms)
+            return 0;
+        if (amqp_con_connect(tp, ac, err, errlen) != 0) {
+            ac->retry_at_ms = tp_now_ms() + 1000;
+            return -1;
+        }
+        log_info("%s: reconnected", tp->name);
+    }
+    if (max > ac->cap) {
+        amqp_envelope_t *grown = realloc(ac->envs, max * sizeof *grown);
+        if (!grown)
+            return 0;
+        ac->envs = grown;
+        ac->cap = max;
+    }
+    while (n < max) {
+        int ms = n == 0 ? wait_ms : batch_wait_ms;
+        struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+        amqp_rpc_reply_t r = amqp_consume_message(ac->conn, &ac->envs[n], &tv, 0);
+        if (r.reply_type == AMQP_RESPONSE_NORMAL) {
+            amqp_envelope_t *e = &ac->envs[n];
+            const amqp_table_t *h = &e->message.properties.headers;
+            const void *sig = NULL;
+            size_t siglen = 0;
+            if (e->message.properties._flags & AMQP_BASIC_HEADERS_FLAG) {
+                for (int i = 0; i < h->num_entries; i++) {
+                    const amqp_table_entry_t *t = &h->entries[i];
+                    if (t->key.len == 9 && memcmp(t->key.bytes, "signature", 9) == 0 &&
+                        (t->value.kind == AMQP_FIELD_KIND_UTF8 ||
+                         t->value.kind == AMQP_FIELD_KIND_BYTES)) {
+                        sig = t->value.value.bytes.bytes;
+                        siglen = t->value.value.bytes.len;
+                    }
+                }
+            }
+            out[n] = (tp_delivery_t){.body = e->message.body.bytes ? e->message.body.bytes : "",
+                                     .len = e->message.body.len,
+                                     .signature = sig,
+                                     .siglen = siglen,
+                                     .raw = e};
+            n++;
+            ac->nenvs = n;
+            continue;
+        }
+        if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+            r.library_error == AMQP_STATUS_TIMEOUT)
+            break;
+        if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+            r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
+            if (amqp_other_frame(tp, ac, err, errlen) == 0)
+                continue;
+        } else {
+            reply_text(r, "consuming", err, errlen);
+        }
+        /* Unacknowledged deliveries go back to the queue with the connection. */
+        amqp_release(tp);
+        amqp_con_drop(ac);
+        ac->retry_at_ms = tp_now_ms() + 1000;
+        return -1;
+    }
+    return (int)n;
+}
+
+static int amqp_ack(transport_t *tp, char *err, size_t errlen)
+{
+    amqp_con_t *ac = tp->impl;
+    if (ac->nenvs == 0)
+        return 0;
+    if (!ac->conn || amqp_basic_ack(ac->conn, AMQP_CHANNEL, ac->envs[ac->nenvs - 1].delivery_tag,
+                                    1) != AMQP_STATUS_OK) {
+        snprintf(err, errlen, "%s: ack failed; the connection is reset", tp->name);
+        amqp_con_drop(ac);
+        return -1;
+    }
+    return 0;
+}
+
+static void add_field(cJSON *o, const char *name, const amqp_field_value_t *v)
+{
+    switch (v->kind) {
+    case AMQP_FIELD_KIND_UTF8:
+    case AMQP_FIELD_KIND_BYTES: {
+        char *copy = strndup(v->value.bytes.bytes ? v->value.bytes.bytes : "", v->value.bytes.len);
+        if (copy)
+            cJSON_AddStringToObject(o, name, copy);
+        free(copy);
+        break;
+    }
+    case AMQP_FIELD_KIND_I8:
+        cJSON_AddNumberToObject(o, name, v->value.i8);
+        break;
+    case AMQP_FIELD_KIND_I16:
+        cJSON_AddNumberToObject(o, name, v->value.i16);
+        break;
+    case AMQP_FIELD_KIND_I32:
+        cJSON_AddNumberToObject(o, name, v->value.i32);
+        break;
+    case AMQP_FIELD_KIND_I64:
+    case AMQP_FIELD_KIND_TIMESTAMP:
+        cJSON_AddNumberToObject(o, name, (double)v->value.i64);
+        break;
+    case AMQP_FIELD_KIND_BOOLEAN:
+        cJSON_AddBoolToObject(o, name, v->value.boolean);
+        break;
+    default:
+        cJSON_AddStringToObject(o, name, "(unsupported header type)");
+        break;
+    }
+}
+
+static char *amqp_headers_json(const transport_t *tp, const tp_delivery_t *d)
+{
+    const amqp_envelope_t *e = d->raw;
+    cJSON *o = cJSON_CreateObject(), *h;
+    char *text;
+    (void)tp;
+
+    if (!o)
+        return NULL;
+    h = cJSON_AddObjectToObject(o, "headers");
+    if (e->message.properties._flags & AMQP_BASIC_HEADERS_FLAG) {
+        const amqp_table_t *t = &e->message.properties.headers;
+        for (int i = 0; i < t->num_entries; i++) {
+            char *name = strndup(t->entries[i].key.bytes, t->entries[i].key.len);
+            if (name)
+                add_field(h, name, &t->entries[i].value);
+            free(name);
+        }
+    }
+    {
+        char *q = strndup(e->routing_key.bytes ? e->routing_key.bytes : "", e->routing_key.len);
+        if (q)
+            cJSON_AddStringToObject(o, "routing_key", q);
+        free(q);
+    }
+    cJSON_AddBoolToObject(o, "redelivered", e->redelivered);
+    text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return text;
+}
+
+static void amqp_con_close(transport_t *tp)
+{
+    amqp_con_t *ac = tp->impl;
+    if (!ac)
+        return;
+    amqp_release(tp);
+    amqp_con_drop(ac);
+    free(ac->envs);
+    free(ac);
     tp->impl = NULL;
 }
 
@@ -376,5 +632,10 @@ const tp_ops_t tp_amqp_ops = {
     .open_publisher = amqp_open_publisher,
     .publish_begin = amqp_publish_begin,
     .publish_end = amqp_publish_end,
+    .open_consumer = amqp_open_consumer,
+    .fetch = amqp_fetch,
+    .ack = amqp_ack,
+    .release = amqp_release,
+    .headers_json = amqp_headers_json,
     .close = amqp_close,
 };

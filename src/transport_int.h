@@ -11,12 +11,19 @@ typedef struct tp_ops {
     int (*open_publisher)(transport_t *tp, char *err, size_t errlen);
     void (*publish_begin)(transport_t *tp, tp_msg_t *msgs, size_t n);
     void (*publish_end)(transport_t *tp, tp_msg_t *msgs, size_t n, int64_t deadline_ms);
+    int (*open_consumer)(transport_t *tp, char *err, size_t errlen);
+    int (*fetch)(transport_t *tp, tp_delivery_t *out, size_t max, int wait_ms, int batch_wait_ms,
+                 char *err, size_t errlen);
+    int (*ack)(transport_t *tp, char *err, size_t errlen);
+    void (*release)(transport_t *tp);
+    char *(*headers_json)(const transport_t *tp, const tp_delivery_t *d);
     void (*close)(transport_t *tp);
 } tp_ops_t;
 
 struct transport {
     const tp_ops_t *ops;
     tp_lane_desc_t desc;
+    bool consumer;
     char name[32]; /* "l/kafka" */
     void *impl;
 };

@@ -1,5 +1,7 @@
 /* transport_kafka.c: the Kafka transport (librdkafka): an idempotent
  * producer with acks=all, keyed by order id, with the signature header. */
+#define _GNU_SOURCE
+#include <cjson/cJSON.h>
 #include <librdkafka/rdkafka.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -194,9 +196,15 @@ static void kafka_publish_end(transport_t *tp, tp_msg_t *msgs, size_t n, int64_t
     (void)n;
 }
 
+static void kafka_con_close(transport_t *tp);
+
 static void kafka_close(transport_t *tp)
 {
     kafka_pub_t *kp = tp->impl;
+    if (tp->consumer) {
+        kafka_con_close(tp);
+        return;
+    }
     if (!kp)
         return;
     rd_kafka_flush(kp->rk, 1000);
@@ -206,10 +214,228 @@ static void kafka_close(transport_t *tp)
     tp->impl = NULL;
 }
 
+/* ---- consumer ------------------------------------------------------- */
+
+typedef struct kafka_con {
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *queue;
+    rd_kafka_message_t **msgs; /* the last fetch */
+    size_t nmsgs, cap;
+} kafka_con_t;
+
+static int kafka_open_consumer(transport_t *tp, char *err, size_t errlen)
+{
+    const cfg_kafka_t *k = &tp->desc.cfg->kafka;
+    kafka_con_t *kc = calloc(1, sizeof *kc);
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_topic_partition_list_t *subs = NULL;
+    char session[16], cerr[256];
+    rd_kafka_resp_err_t e;
+    int rc;
+
+    if (!kc || !conf) {
+        snprintf(err, errlen, "out of memory");
+        rc = CP_EXIT_FAILURE;
+        goto fail;
+    }
+    snprintf(session, sizeof session, "%d", k->session_timeout_ms);
+    /* Offsets are committed by tp_ack only, after the lane decided to. */
+    if (set(conf, "bootstrap.servers", k->brokers, cerr, sizeof cerr) ||
+        set(conf, "group.id", k->group, cerr, sizeof cerr) ||
+        set(conf, "enable.auto.commit", "false", cerr, sizeof cerr) ||
+        set(conf, "enable.auto.offset.store", "false", cerr, sizeof cerr) ||
+        set(conf, "auto.offset.reset", "earliest", cerr, sizeof cerr) ||
+        set(conf, "session.timeout.ms", session, cerr, sizeof cerr) ||
+        set(conf, "log.connection.close", "false", cerr, sizeof cerr)) {
+        snprintf(err, errlen, "%s: %s", tp->name, cerr);
+        rc = CP_EXIT_USAGE;
+        goto fail;
+    }
+    rd_kafka_conf_set_log_cb(conf, on_log);
+    rd_kafka_conf_set_error_cb(conf, on_error);
+    kc->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, cerr, sizeof cerr);
+    if (!kc->rk) {
+        snprintf(err, errlen, "%s: %s", tp->name, cerr);
+        rc = CP_EXIT_USAGE;
+        goto fail;
+    }
+    conf = NULL; /* now owned by kc->rk */
+    rd_kafka_poll_set_consumer(kc->rk);
+    kc->queue = rd_kafka_queue_get_consumer(kc->rk);
+    subs = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(subs, k->topic, RD_KAFKA_PARTITION_UA);
+    e = rd_kafka_subscribe(kc->rk, subs);
+    rd_kafka_topic_partition_list_destroy(subs);
+    if (e) {
+        snprintf(err, errlen, "%s: subscribing to %s: %s", tp->name, k->topic, rd_kafka_err2str(e));
+        rc = CP_EXIT_UNAVAIL;
+        goto fail;
+    }
+    tp->impl = kc;
+    return 0;
+fail:
+    if (conf)
+        rd_kafka_conf_destroy(conf);
+    if (kc) {
+        if (kc->queue)
+            rd_kafka_queue_destroy(kc->queue);
+        if (kc->rk)
+            rd_kafka_destroy(kc->rk);
+        free(kc);
+    }
+    return rc;
+}
+
+static void kafka_release(transport_t *tp)
+{
+    kafka_con_t *kc = tp->impl;
+    for (size_t i = 0; i < kc->nmsgs; i++)
+        rd_kafka_message_destroy(kc->msgs[i]);
+    kc->nmsgs = 0;
+}
+
+static int kafka_fetch(transport_t *tp, tp_delivery_t *out, size_t max, int wait_ms,
+                       int batch_wait_ms, char *err, size_t errlen)
+{
+    kafka_con_t *kc = tp->impl;
+    size_t n = 0;
+    ssize_t got;
+
+    (void)err;
+    (void)errlen;
+    if (max > kc->cap) {
+        rd_kafka_message_t **grown = realloc(kc->msgs, max * sizeof *grown);
+        if (!grown)
+            return 0;
+        kc->msgs = grown;
+        kc->cap = max;
+    }
+    /* The first call waits for a message; the next ones top the batch up. */
+    got = rd_kafka_consume_batch_queue(kc->queue, wait_ms, kc->msgs, max);
+    if (got > 0 && (size_t)got < max && batch_wait_ms > 0) {
+        ssize_t more = rd_kafka_consume_batch_queue(kc->queue, batch_wait_ms, kc->msgs + got,
+                                                    max - (size_t)got);
+        if (more > 0)
+            got += more;
+    }
+    if (got < 0)
+        return 0;
+    kc->nmsgs = (size_t)got;
+    for (size_t i = 0; i < kc->nmsgs; i++) {
+        rd_kafka_message_t *m = kc->msgs[i];
+        rd_kafka_headers_t *hdrs = NULL;
+        const void *sig = NULL;
+        size_t siglen = 0;
+        if (m->err) {
+            /* Consumer errors arrive as messages; the client recovers by itself. */
+            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                log_warn("%s: %s", tp->name, rd_kafka_message_errstr(m));
+            continue;
+        }
+        if (rd_kafka_message_headers(m, &hdrs) == 0 &&
+            rd_kafka_header_get_last(hdrs, "signature", &sig, &siglen) != 0)
+            sig = NULL;
+        out[n++] = (tp_delivery_t){.body = m->payload ? m->payload : "",
+                                   .len = m->len,
+                                   .signature = sig,
+                                   .siglen = sig ? siglen : 0,
+                                   .raw = m};
+    }
+    return (int)n;
+}
+
+/* Commits, per partition, the offset after the last message fetched. */
+static int kafka_ack(transport_t *tp, char *err, size_t errlen)
+{
+    kafka_con_t *kc = tp->impl;
+    rd_kafka_topic_partition_list_t *offsets;
+    rd_kafka_resp_err_t e;
+
+    if (kc->nmsgs == 0)
+        return 0;
+    offsets = rd_kafka_topic_partition_list_new((int)kc->nmsgs);
+    for (size_t i = 0; i < kc->nmsgs; i++) {
+        rd_kafka_message_t *m = kc->msgs[i];
+        rd_kafka_topic_partition_t *p;
+        if (m->err || !m->rkt)
+            continue;
+        p = rd_kafka_topic_partition_list_find(offsets, rd_kafka_topic_name(m->rkt), m->partition);
+        if (!p)
+            p = rd_kafka_topic_partition_list_add(offsets, rd_kafka_topic_name(m->rkt),
+                                                  m->partition);
+        if (m->offset + 1 > p->offset)
+            p->offset = m->offset + 1;
+    }
+    e = offsets->cnt ? rd_kafka_commit(kc->rk, offsets, 0) : RD_KAFKA_RESP_ERR_NO_ERROR;
+    rd_kafka_topic_partition_list_destroy(offsets);
+    if (e) {
+        snprintf(err, errlen, "%s: commit: %s", tp->name, rd_kafka_err2str(e));
+        return -1;
+    }
+    return 0;
+}
+
+static char *kafka_headers_json(const transport_t *tp, const tp_delivery_t *d)
+{
+    const rd_kafka_message_t *m = d->raw;
+    rd_kafka_headers_t *hdrs = NULL;
+    cJSON *o = cJSON_CreateObject(), *h;
+    char *text = NULL;
+    (void)tp;
+
+    if (!o)
+        return NULL;
+    h = cJSON_AddObjectToObject(o, "headers");
+    if (rd_kafka_message_headers(m, &hdrs) == 0) {
+        const char *name;
+        const void *value;
+        size_t size;
+        for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &value, &size) == 0; i++) {
+            char *copy = strndup(value ? value : "", size);
+            if (copy)
+                cJSON_AddStringToObject(h, name, copy);
+            free(copy);
+        }
+    }
+    if (m->key) {
+        char *key = strndup(m->key, m->key_len);
+        if (key)
+            cJSON_AddStringToObject(o, "key", key);
+        free(key);
+    }
+    if (m->rkt)
+        cJSON_AddStringToObject(o, "topic", rd_kafka_topic_name(m->rkt));
+    cJSON_AddNumberToObject(o, "partition", m->partition);
+    cJSON_AddNumberToObject(o, "offset", (double)m->offset);
+    text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return text;
+}
+
+static void kafka_con_close(transport_t *tp)
+{
+    kafka_con_t *kc = tp->impl;
+    if (!kc)
+        return;
+    kafka_release(tp);
+    /* Leaves the group, so the partitions move on at once. */
+    rd_kafka_consumer_close(kc->rk);
+    rd_kafka_queue_destroy(kc->queue);
+    rd_kafka_destroy(kc->rk);
+    free(kc->msgs);
+    free(kc);
+    tp->impl = NULL;
+}
+
 const tp_ops_t tp_kafka_ops = {
     .kind = "kafka",
     .open_publisher = kafka_open_publisher,
     .publish_begin = kafka_publish_begin,
     .publish_end = kafka_publish_end,
+    .open_consumer = kafka_open_consumer,
+    .fetch = kafka_fetch,
+    .ack = kafka_ack,
+    .release = kafka_release,
+    .headers_json = kafka_headers_json,
     .close = kafka_close,
 };
