@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "lane.h"
 #include "log.h"
 
 static void usage(FILE *out)
@@ -66,16 +67,27 @@ int main(int argc, char **argv)
         return CP_EXIT_USAGE;
     }
     rc = cli_load(&cli, &cfg, role ? role : "check");
-    cli_free(&cli);
-    if (rc != CP_EXIT_OK)
+    if (rc != CP_EXIT_OK) {
+        cli_free(&cli);
         return rc;
+    }
     if (check) {
         cfg_print(&cfg, stdout);
         printf("# configuration OK\n");
-        cfg_free(&cfg);
-        return CP_EXIT_OK;
+    } else if (strcmp(role, "l") == 0) {
+        lane_ctx_t lc = {.cfg = &cfg,
+                         .config_path = cfg_locate(cli.config_path),
+                         .sets = cli.sets,
+                         .nsets = cli.nsets,
+                         .role = role};
+        lane_signals_install();
+        rc = lane_l_run(&lc);
+        store_close(lc.store);
+    } else {
+        log_error("the %s lane's consumer is not part of this build yet", role);
+        rc = CP_EXIT_USAGE;
     }
-    log_error("the %s lane's consumer is not part of this build yet", role);
+    cli_free(&cli);
     cfg_free(&cfg);
-    return CP_EXIT_USAGE;
+    return rc;
 }

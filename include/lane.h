@@ -1,0 +1,52 @@
+/* lane.h: the lane consumers run by `coupond --role l|w`, and the pieces
+ * both lanes share: signals, reload, the store connection, verification and
+ * dead letters. */
+#ifndef COUPOND_LANE_H
+#define COUPOND_LANE_H
+
+#include <signal.h>
+#include "config.h"
+#include "message.h"
+#include "store.h"
+#include "transport.h"
+
+/* What a lane needs to run and to reload itself on SIGHUP. */
+typedef struct lane_ctx {
+    cfg_t *cfg;
+    const char *config_path; /* as given, for reloads */
+    char *const *sets;       /* --set overrides, reapplied on reload */
+    int nsets;
+    const char *role; /* "l" or "w" */
+    store_t *store;
+} lane_ctx_t;
+
+/* Set by SIGTERM/SIGINT and SIGHUP; the loops act on them between batches. */
+extern volatile sig_atomic_t lane_stop, lane_reload;
+
+/* Installs the signal handlers (they only set the flags above). */
+void lane_signals_install(void);
+
+/* Rereads the configuration after SIGHUP; a bad file keeps the old
+ * settings. Applies what can change at run time and logs what cannot. */
+void lane_apply_reload(lane_ctx_t *lc);
+
+/* Connects the store, waiting (and logging) until it answers, the schema
+ * matches this build, or a stop is asked for. Returns 0, CP_EXIT_USAGE when
+ * the schema does not match, or -1 when stopped. */
+int lane_store_wait(lane_ctx_t *lc);
+
+/* Checks a delivery's signature and parses its body. Returns MSG_OK and
+ * fills p, or the reason it is dead, with detail. */
+msg_status_t lane_verify(const cfg_t *cfg, const tp_delivery_t *d, msg_payment_t *p, char *detail,
+                         size_t detlen);
+
+/* Records a dead letter for d; logs (and loses nothing: the other lane has
+ * its own copy) when the store cannot take it. Returns the store's status. */
+store_rc_t lane_dead_letter(lane_ctx_t *lc, const transport_t *tp, const tp_delivery_t *d,
+                            const char *reason, const char *detail);
+
+/* The L lane's consumer: acknowledge first, issue once, in batches. Returns
+ * the process exit code. */
+int lane_l_run(lane_ctx_t *lc);
+
+#endif
