@@ -162,6 +162,63 @@ store_rc_t store_issue_batch(store_t *st, const msg_payment_t *ps, size_t n, con
 store_rc_t store_refund(store_t *st, int64_t order_id, const char *reason, store_result_t *res,
                         char *err, size_t errlen) CP_MUSTCHECK;
 
+/* Refunds p's order, recording the payment first when the store has never
+ * seen it (its L attempt and W attempts may all have been lost), in one
+ * transaction (SQL coupond_refund_payment: coupond_record_payment, then
+ * coupond_refund). res->outcome is REFUNDED (res->refund_seq the new seq) or
+ * DUPLICATE (already issued or refunded; refund_seq the existing refund's, or
+ * 0); REJECTED with res->conflict when p contradicts a stored payment
+ * (nothing changed; error starts with "rejected: conflict: ").
+ * reason may be NULL (""). Uses p->paid_at_us (not the paid_at text).
+ * Returns STORE_OK; STORE_E_INVALID when p breaks a rule of the notification
+ * table (nothing sent); or an error (nothing changed). */
+store_rc_t store_refund_payment(store_t *st, const msg_payment_t *p, const char *reason,
+                                store_result_t *res, char *err, size_t errlen) CP_MUSTCHECK;
+
+/* The sweeper's work list: up to max pending payments that are either past
+ * their deadline (paid_at + refund_after_s <= now) or untouched (updated_at)
+ * for at least stale_ms, oldest paid first. Fills ps[0..*n) (every field,
+ * paid_at as RFC 3339 UTC with milliseconds, version 1) and, for each,
+ * due[i] = true when past the deadline (due may be NULL). Only one sweeper
+ * across all processes gets rows at a time: a session-level advisory lock
+ * (pg_try_advisory_lock) taken here and held by this connection until
+ * store_sweep_done, or until the session ends; the others get *n = 0 and
+ * STORE_OK. Taking again while holding it is fine (it is not stacked).
+ * Returns STORE_OK; STORE_E_INVALID (NULL n, NULL ps with max > 0, a
+ * negative refund_after_s or stale_ms); or an error (*n = 0). Call
+ * store_sweep_done after each round, whatever take returned. */
+store_rc_t store_sweep_take(store_t *st, int refund_after_s, int stale_ms, msg_payment_t *ps,
+                            bool *due, size_t max, size_t *n, char *err,
+                            size_t errlen) CP_MUSTCHECK;
+/* Releases the sweeper lock if this connection holds it (else does
+ * nothing). If it cannot be released, the session is dropped, which
+ * releases it; the next call reconnects. */
+void store_sweep_done(store_t *st);
+
+/* One refund request waiting in the outbox for the relay. */
+typedef struct store_outbox_row {
+    int64_t id;
+    int64_t order_id;
+    char payload[1024]; /* JSON: order_id, payment_id, user_id, amount_cents,
+                           currency, reason, refund_seq, refund_hash, refunded_at */
+} store_outbox_row_t;
+
+/* Up to max unsent outbox rows (sent_at IS NULL), oldest (lowest id) first,
+ * into rows[0..*n). Taking does not claim them: rows stay unsent until
+ * store_outbox_sent, so a relay that dies re-sends them (at least once). A
+ * payload that would not fit gets its reason cut to 100 characters (the
+ * refund log keeps it whole); it stays valid JSON. Returns STORE_OK,
+ * STORE_E_INVALID (NULL n, NULL rows with max > 0), or an error (*n = 0). */
+store_rc_t store_outbox_take(store_t *st, store_outbox_row_t *rows, size_t max, size_t *n,
+                             char *err, size_t errlen) CP_MUSTCHECK;
+
+/* Marks the given outbox rows sent (after the broker confirmed them):
+ * sent_at = now(), attempts + 1. Rows already sent and unknown ids are left
+ * alone; n = 0 does nothing. Returns STORE_OK, STORE_E_INVALID (NULL ids
+ * with n > 0) or an error. */
+store_rc_t store_outbox_sent(store_t *st, const int64_t *ids, size_t n, char *err,
+                             size_t errlen) CP_MUSTCHECK;
+
 /* A message that cannot be processed: malformed, forged, oversized, or in
  * conflict with a stored payment. */
 typedef struct store_letter {

@@ -19,6 +19,12 @@
 #define BATCH_CHUNK 64
 /* pg_advisory_xact_lock key of store_migrate: "coupond" in ASCII. */
 #define MIGRATE_LOCK_KEY "27988572882562660"
+/* pg_try_advisory_lock key of the sweeper (session level): "csweep" in ASCII. */
+#define SWEEP_LOCK_KEY "109347575522672"
+/* The size of store_outbox_row_t.payload, as SQL text. */
+#define OUTBOX_PAYLOAD_SIZE "1024"
+_Static_assert(sizeof(((store_outbox_row_t *)0)->payload) == 1024,
+               "OUTBOX_PAYLOAD_SIZE must match store_outbox_row_t.payload");
 /* RFC 3339 UTC with milliseconds, as to_char formats it. */
 #define SQL_TIME(col) "to_char((" col ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
@@ -28,6 +34,12 @@ enum stmt_id {
     STMT_DEAL_SET,
     STMT_ORDER_GET,
     STMT_DEAD_LETTER,
+    STMT_REFUND_PAYMENT,
+    STMT_SWEEP_LOCK,
+    STMT_SWEEP,
+    STMT_SWEEP_UNLOCK,
+    STMT_OUTBOX_TAKE,
+    STMT_OUTBOX_SENT,
     STMT_COUNT
 };
 
@@ -64,6 +76,34 @@ static const struct {
     [STMT_DEAD_LETTER] = {"coupond_dead_letter", 5,
         "SELECT id, seen_count FROM coupond_dead_letter($1::text, $2::text, $3::text, "
         "$4::jsonb, decode($5::text, 'hex'))"},
+    [STMT_REFUND_PAYMENT] = {"coupond_refund_payment", 9,
+        "SELECT outcome, state, error, refund_seq FROM coupond_refund_payment($1::bigint, "
+        "$2::text, $3::bigint, $4::bigint, $5::integer, $6::bigint, $7::text, "
+        "timestamptz 'epoch' + $8::bigint * interval '1 microsecond', $9::text)"},
+    [STMT_SWEEP_LOCK] = {"coupond_sweep_lock", 0,
+        "SELECT pg_try_advisory_lock(" SWEEP_LOCK_KEY ")"},
+    /* Due: paid_at + refund_after_s <= now(); stale: updated_at <= now() -
+     * stale_ms. Each condition can use its partial index (payments_pending_*). */
+    [STMT_SWEEP] = {"coupond_sweep", 3,
+        "SELECT order_id, payment_id, user_id, deal_id, quantity, amount_cents, currency, "
+        "(extract(epoch FROM paid_at) * 1000000)::bigint, " SQL_TIME("paid_at") ", "
+        "paid_at <= now() - $1::integer * interval '1 second' "
+        "FROM payments WHERE state = 'pending' "
+        "AND (paid_at <= now() - $1::integer * interval '1 second' "
+        "OR updated_at <= now() - $2::integer * interval '1 millisecond') "
+        "ORDER BY paid_at, order_id LIMIT $3::bigint"},
+    [STMT_SWEEP_UNLOCK] = {"coupond_sweep_unlock", 0,
+        "SELECT pg_advisory_unlock(" SWEEP_LOCK_KEY ")"},
+    /* A payload too long for store_outbox_row_t gets its reason shortened
+     * (the refund log keeps it whole). */
+    [STMT_OUTBOX_TAKE] = {"coupond_outbox_take", 1,
+        "SELECT id, order_id, CASE WHEN octet_length(payload::text) < " OUTBOX_PAYLOAD_SIZE " "
+        "THEN payload::text ELSE jsonb_set(payload, '{reason}', "
+        "to_jsonb(left(coalesce(payload->>'reason', ''), 100)))::text END "
+        "FROM refund_outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1::bigint"},
+    [STMT_OUTBOX_SENT] = {"coupond_outbox_sent", 1,
+        "UPDATE refund_outbox SET sent_at = now(), attempts = attempts + 1 "
+        "WHERE id = ANY($1::bigint[]) AND sent_at IS NULL"},
 };
 // clang-format on
 
@@ -73,6 +113,7 @@ struct store {
     char *password; /* NULL: libpq's own sources */
     int statement_timeout_ms;
     bool prepared[STMT_COUNT];
+    bool sweep_locked;          /* this session holds the sweeper's advisory lock */
     int backoff_ms;             /* 0 while healthy */
     int64_t next_try_ms;        /* monotonic: no automatic reconnect before this */
     char last_error[CP_ERRLEN]; /* why the last connect failed */
@@ -128,6 +169,24 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
     one_line(err);
 }
 
+/* Copies src into dst[size], truncating at a UTF-8 character boundary. */
+static void copy_utf8(char *dst, size_t size, const char *src)
+{
+    if (size == 0)
+        return;
+    size_t len = strlen(src);
+    if (len < size) {
+        memcpy(dst, src, len + 1);
+        return;
+    }
+    size_t n = size - 1;
+    /* Drop continuation bytes, then the lead byte of the cut character. */
+    while (n > 0 && ((unsigned char)src[n] & 0xC0) == 0x80)
+        n--;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
 /* Copies src into dst[size], truncating. */
 static void copy_str(char *dst, size_t size, const char *src)
 {
@@ -163,6 +222,7 @@ static void disconnect(store_t *st)
         PQfinish(st->conn);
     st->conn = NULL;
     memset(st->prepared, 0, sizeof st->prepared);
+    st->sweep_locked = false; /* a session lock ends with its session */
 }
 
 static void note_connect_failure(store_t *st)
@@ -755,21 +815,31 @@ static bool issued_by_ok(const char *by)
     return by && (strcmp(by, "l") == 0 || strcmp(by, "w") == 0 || strcmp(by, "replay") == 0);
 }
 
+/* A payment's numbers as text parameters. */
+struct payment_text {
+    char order_id[24], user_id[24], deal_id[24], quantity[12], amount[24], paid_at_us[24];
+};
+
+static void payment_text_make(struct payment_text *t, const msg_payment_t *p)
+{
+    snprintf(t->order_id, sizeof t->order_id, "%" PRId64, p->order_id);
+    snprintf(t->user_id, sizeof t->user_id, "%" PRId64, p->user_id);
+    snprintf(t->deal_id, sizeof t->deal_id, "%" PRId64, p->deal_id);
+    snprintf(t->quantity, sizeof t->quantity, "%d", (int)p->quantity);
+    snprintf(t->amount, sizeof t->amount, "%" PRId64, p->amount_cents);
+    snprintf(t->paid_at_us, sizeof t->paid_at_us, "%" PRId64, p->paid_at_us);
+}
+
 /* The parameters of one coupond_issue call, with fresh codes. */
 struct issue_params {
-    char order_id[24], user_id[24], deal_id[24], quantity[12], amount[24], paid_at_us[24];
+    struct payment_text t;
     char codes[100 * 17 + 3]; /* "{CODE,CODE,...}" */
     const char *values[10];
 };
 
 static int issue_params_make(struct issue_params *ip, const msg_payment_t *p, const char *issued_by)
 {
-    snprintf(ip->order_id, sizeof ip->order_id, "%" PRId64, p->order_id);
-    snprintf(ip->user_id, sizeof ip->user_id, "%" PRId64, p->user_id);
-    snprintf(ip->deal_id, sizeof ip->deal_id, "%" PRId64, p->deal_id);
-    snprintf(ip->quantity, sizeof ip->quantity, "%d", (int)p->quantity);
-    snprintf(ip->amount, sizeof ip->amount, "%" PRId64, p->amount_cents);
-    snprintf(ip->paid_at_us, sizeof ip->paid_at_us, "%" PRId64, p->paid_at_us);
+    payment_text_make(&ip->t, p);
     char *w = ip->codes;
     *w++ = '{';
     for (int i = 0; i < p->quantity; i++) {
@@ -781,8 +851,9 @@ static int issue_params_make(struct issue_params *ip, const msg_payment_t *p, co
     }
     *w++ = '}';
     *w = '\0';
-    const char *v[10] = {ip->order_id, p->payment_id, ip->user_id,    ip->deal_id, ip->quantity,
-                         ip->amount,   p->currency,   ip->paid_at_us, ip->codes,   issued_by};
+    const struct payment_text *t = &ip->t;
+    const char *v[10] = {t->order_id, p->payment_id, t->user_id,    t->deal_id, t->quantity,
+                         t->amount,   p->currency,   t->paid_at_us, ip->codes,  issued_by};
     memcpy(ip->values, v, sizeof v);
     return 0;
 }
@@ -1015,6 +1086,36 @@ out:
     return rc;
 }
 
+/* Fills res from a coupond_refund or coupond_refund_payment row. Returns
+ * STORE_OK, STORE_NOT_FOUND (the order is not stored) or STORE_E_QUERY. */
+static store_rc_t refund_result(const PGresult *r, const char *what, store_result_t *res, char *err,
+                                size_t errlen)
+{
+    if (PQntuples(r) != 1 || PQnfields(r) != 4) {
+        set_err(err, errlen, "%s: unexpected result shape", what);
+        return STORE_E_QUERY;
+    }
+    const char *outcome = get_str(r, 0, 0);
+    copy_str(res->state, sizeof res->state, get_str(r, 0, 1));
+    copy_str(res->error, sizeof res->error, get_str(r, 0, 2));
+    res->refund_seq = get_i64(r, 0, 3);
+    if (strcmp(outcome, "refunded") == 0) {
+        res->outcome = STORE_REFUNDED;
+    } else if (strcmp(outcome, "duplicate") == 0) {
+        res->outcome = STORE_DUPLICATE;
+    } else if (strcmp(outcome, "conflict") == 0) {
+        res->outcome = STORE_REJECTED;
+        res->conflict = true;
+    } else if (strcmp(outcome, "not_found") == 0) {
+        set_err(err, errlen, "%s", res->error);
+        return STORE_NOT_FOUND;
+    } else {
+        set_err(err, errlen, "%s: unknown outcome \"%s\"", what, outcome);
+        return STORE_E_QUERY;
+    }
+    return STORE_OK;
+}
+
 store_rc_t store_refund(store_t *st, int64_t order_id, const char *reason, store_result_t *res,
                         char *err, size_t errlen)
 {
@@ -1031,28 +1132,202 @@ store_rc_t store_refund(store_t *st, int64_t order_id, const char *reason, store
     store_rc_t rc = run(st, STMT_REFUND, params, what, &r, err, errlen);
     if (rc != STORE_OK)
         return res->rc = rc;
-    if (PQntuples(r) != 1 || PQnfields(r) != 4) {
-        PQclear(r);
-        set_err(err, errlen, "%s: unexpected result shape", what);
-        return res->rc = STORE_E_QUERY;
+    rc = refund_result(r, what, res, err, errlen);
+    PQclear(r);
+    return res->rc = rc;
+}
+
+store_rc_t store_refund_payment(store_t *st, const msg_payment_t *p, const char *reason,
+                                store_result_t *res, char *err, size_t errlen)
+{
+    if (!st || !p || !res) {
+        set_err(err, errlen, "refund payment: invalid arguments");
+        return STORE_E_INVALID;
     }
-    const char *outcome = get_str(r, 0, 0);
-    copy_str(res->state, sizeof res->state, get_str(r, 0, 1));
-    copy_str(res->error, sizeof res->error, get_str(r, 0, 2));
-    res->refund_seq = get_i64(r, 0, 3);
-    if (strcmp(outcome, "refunded") == 0) {
-        res->outcome = STORE_REFUNDED;
-    } else if (strcmp(outcome, "duplicate") == 0) {
-        res->outcome = STORE_DUPLICATE;
-    } else if (strcmp(outcome, "not_found") == 0) {
-        set_err(err, errlen, "%s", res->error);
-        rc = STORE_NOT_FOUND;
-    } else {
-        set_err(err, errlen, "%s: unknown outcome \"%s\"", what, outcome);
+    result_clear(res);
+    char why[128];
+    if (!payment_ok(p, why, sizeof why)) {
+        set_err(err, errlen, "refund order %" PRId64 ": %s", p->order_id, why);
+        return res->rc = STORE_E_INVALID;
+    }
+    struct payment_text t;
+    payment_text_make(&t, p);
+    const char *params[9] = {t.order_id,  p->payment_id, t.user_id,
+                             t.deal_id,   t.quantity,    t.amount,
+                             p->currency, t.paid_at_us,  reason ? reason : ""};
+    char what[48];
+    snprintf(what, sizeof what, "refund order %" PRId64, p->order_id);
+    PGresult *r;
+    store_rc_t rc = run(st, STMT_REFUND_PAYMENT, params, what, &r, err, errlen);
+    if (rc != STORE_OK)
+        return res->rc = rc;
+    rc = refund_result(r, what, res, err, errlen);
+    if (rc == STORE_NOT_FOUND) { /* coupond_refund_payment records the order first */
+        set_err(err, errlen, "%s: unexpected not_found: %s", what, res->error);
         rc = STORE_E_QUERY;
     }
     PQclear(r);
     return res->rc = rc;
+}
+
+/* ---- sweeper ---------------------------------------------------------- */
+
+store_rc_t store_sweep_take(store_t *st, int refund_after_s, int stale_ms, msg_payment_t *ps,
+                            bool *due, size_t max, size_t *n, char *err, size_t errlen)
+{
+    if (n)
+        *n = 0;
+    if (!st || !n || (max > 0 && !ps) || refund_after_s < 0 || stale_ms < 0) {
+        set_err(err, errlen, "sweep: invalid arguments");
+        return STORE_E_INVALID;
+    }
+    if (max == 0)
+        return STORE_OK;
+    PGresult *r;
+    store_rc_t rc;
+    if (!st->sweep_locked) {
+        rc = run(st, STMT_SWEEP_LOCK, NULL, "sweep lock", &r, err, errlen);
+        if (rc != STORE_OK)
+            return rc;
+        bool got = PQntuples(r) == 1 && strcmp(get_str(r, 0, 0), "t") == 0;
+        PQclear(r);
+        if (!got)
+            return STORE_OK; /* another sweeper is at work */
+        st->sweep_locked = true;
+    }
+
+    char after[16], stale[16], limit[24];
+    snprintf(after, sizeof after, "%d", refund_after_s);
+    snprintf(stale, sizeof stale, "%d", stale_ms);
+    snprintf(limit, sizeof limit, "%zu", max);
+    const char *params[3] = {after, stale, limit};
+    rc = run(st, STMT_SWEEP, params, "sweep", &r, err, errlen);
+    if (rc != STORE_OK)
+        return rc;
+    if (!st->sweep_locked) {
+        /* The session was replaced on the way: the lock went with it. */
+        PQclear(r);
+        return STORE_OK;
+    }
+    if (PQnfields(r) != 10 || (size_t)PQntuples(r) > max) {
+        PQclear(r);
+        set_err(err, errlen, "sweep: unexpected result shape");
+        return STORE_E_QUERY;
+    }
+    size_t rows = (size_t)PQntuples(r);
+    for (size_t i = 0; i < rows; i++) {
+        int row = (int)i;
+        msg_payment_t *p = &ps[i];
+        memset(p, 0, sizeof *p);
+        p->order_id = get_i64(r, row, 0);
+        copy_str(p->payment_id, sizeof p->payment_id, get_str(r, row, 1));
+        p->user_id = get_i64(r, row, 2);
+        p->deal_id = get_i64(r, row, 3);
+        p->quantity = (int32_t)get_i64(r, row, 4);
+        p->amount_cents = get_i64(r, row, 5);
+        copy_str(p->currency, sizeof p->currency, get_str(r, row, 6));
+        p->paid_at_us = get_i64(r, row, 7);
+        copy_str(p->paid_at, sizeof p->paid_at, get_str(r, row, 8));
+        p->version = 1;
+        if (due)
+            due[i] = strcmp(get_str(r, row, 9), "t") == 0;
+    }
+    PQclear(r);
+    *n = rows;
+    return STORE_OK;
+}
+
+void store_sweep_done(store_t *st)
+{
+    if (!st || !st->sweep_locked)
+        return;
+    if (!st->conn || PQstatus(st->conn) != CONNECTION_OK) {
+        disconnect(st); /* the lock went with the session */
+        return;
+    }
+    PGresult *r;
+    char err[CP_ERRLEN];
+    store_rc_t rc = run(st, STMT_SWEEP_UNLOCK, NULL, "sweep unlock", &r, err, sizeof err);
+    bool released = rc == STORE_OK && PQntuples(r) == 1 && strcmp(get_str(r, 0, 0), "t") == 0;
+    if (rc == STORE_OK)
+        PQclear(r);
+    if (!released && st->sweep_locked) {
+        /* Cannot say whether this session still holds it: ending the
+         * session releases it for sure (the next call reconnects). */
+        disconnect(st);
+    }
+    st->sweep_locked = false;
+}
+
+/* ---- refund outbox ---------------------------------------------------- */
+
+store_rc_t store_outbox_take(store_t *st, store_outbox_row_t *rows, size_t max, size_t *n,
+                             char *err, size_t errlen)
+{
+    if (n)
+        *n = 0;
+    if (!st || !n || (max > 0 && !rows)) {
+        set_err(err, errlen, "outbox take: invalid arguments");
+        return STORE_E_INVALID;
+    }
+    if (max == 0)
+        return STORE_OK;
+    char limit[24];
+    snprintf(limit, sizeof limit, "%zu", max);
+    const char *params[1] = {limit};
+    PGresult *r;
+    store_rc_t rc = run(st, STMT_OUTBOX_TAKE, params, "outbox take", &r, err, errlen);
+    if (rc != STORE_OK)
+        return rc;
+    if (PQnfields(r) != 3 || (size_t)PQntuples(r) > max) {
+        PQclear(r);
+        set_err(err, errlen, "outbox take: unexpected result shape");
+        return STORE_E_QUERY;
+    }
+    size_t got = (size_t)PQntuples(r);
+    for (size_t i = 0; i < got; i++) {
+        int row = (int)i;
+        rows[i].id = get_i64(r, row, 0);
+        rows[i].order_id = get_i64(r, row, 1);
+        copy_utf8(rows[i].payload, sizeof rows[i].payload, get_str(r, row, 2));
+    }
+    PQclear(r);
+    *n = got;
+    return STORE_OK;
+}
+
+store_rc_t store_outbox_sent(store_t *st, const int64_t *ids, size_t n, char *err, size_t errlen)
+{
+    if (!st || (n > 0 && !ids)) {
+        set_err(err, errlen, "outbox sent: invalid arguments");
+        return STORE_E_INVALID;
+    }
+    if (n == 0)
+        return STORE_OK;
+    /* "{1,2,3}": at most 20 digits and a sign or separator per id. */
+    if (n > (SIZE_MAX - 3) / 22) {
+        set_err(err, errlen, "outbox sent: too many ids");
+        return STORE_E_INVALID;
+    }
+    size_t size = n * 22 + 3;
+    char *list = malloc(size);
+    if (!list) {
+        set_err(err, errlen, "outbox sent: out of memory");
+        return STORE_E_INVALID;
+    }
+    size_t w = 0;
+    list[w++] = '{';
+    for (size_t i = 0; i < n; i++)
+        w += (size_t)snprintf(list + w, size - w, "%s%" PRId64, i ? "," : "", ids[i]);
+    list[w++] = '}';
+    list[w] = '\0';
+    const char *params[1] = {list};
+    PGresult *r;
+    store_rc_t rc = run(st, STMT_OUTBOX_SENT, params, "outbox sent", &r, err, errlen);
+    free(list);
+    if (rc == STORE_OK)
+        PQclear(r);
+    return rc;
 }
 
 store_rc_t store_dead_letter(store_t *st, const store_letter_t *dl, int64_t *id, int *seen,

@@ -819,6 +819,427 @@ static void test_batch(store_t *st)
     free(res);
 }
 
+/* ---- refund of a notification, sweeper, outbox ------------------------- */
+
+/* One value of a one-parameter query on the test database ("" on error). */
+static void sql_param(char *out, size_t size, const char *q, const char *param)
+{
+    const char *params[1] = {param};
+    PGresult *r = PQexecParams(db, q, 1, NULL, params, NULL, NULL, 0);
+    out[0] = '\0';
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
+        snprintf(out, size, "%s", PQgetvalue(r, 0, 0));
+    else if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        fprintf(stderr, "test_store: %s: %s", q, PQerrorMessage(db));
+    PQclear(r);
+}
+
+static void test_refund_payment(store_t *st)
+{
+    char err[CP_ERRLEN], v[256];
+    store_result_t res;
+    CHECK(store_deal_set(st, 13, 700, "EUR", false, err, sizeof err) == STORE_OK);
+    int64_t before = sql_int("SELECT count(*) FROM refund_log");
+
+    /* Never seen: recorded, then refunded, in one go. */
+    msg_payment_t p = payment(40, 13, 2, 1400, "EUR");
+    CHECK(store_refund_payment(st, &p, "deadline", &res, err, sizeof err) == STORE_OK);
+    CHECK_MSG(res.outcome == STORE_REFUNDED, "%s: %s", store_outcome_name(res.outcome), err);
+    CHECK_STR(res.state, "refunded");
+    CHECK(!res.conflict);
+    CHECK(res.refund_seq == before + 1);
+    CHECK(refunds_of(p.order_id) == 1);
+    CHECK(coupons_of(p.order_id) == 0);
+    CHECK(sql_int("SELECT count(*) FROM payments WHERE order_id = 4007 AND payment_id = 'pay-4007' "
+                  "AND user_id = 7 AND deal_id = 13 AND quantity = 2 AND amount_cents = 1400 AND "
+                  "currency = 'EUR' AND state = 'refunded' AND attempts = 0 AND "
+                  "(extract(epoch FROM paid_at) * 1000000)::bigint = %" PRId64,
+                  p.paid_at_us) == 1);
+    CHECK(sql_int("SELECT count(*) FROM refund_log WHERE order_id = 4007 AND payment_id = "
+                  "'pay-4007' AND amount_cents = 1400 AND currency = 'EUR' AND reason = "
+                  "'deadline' AND seq = %" PRId64,
+                  res.refund_seq) == 1);
+    CHECK(sql_int("SELECT count(*) FROM refund_outbox o JOIN refund_log r USING (order_id) "
+                  "WHERE o.order_id = 4007 AND o.sent_at IS NULL AND o.refund_seq = r.seq AND "
+                  "(o.payload->>'order_id')::bigint = 4007 AND o.payload->>'payment_id' = "
+                  "'pay-4007' AND (o.payload->>'user_id')::bigint = 7 AND "
+                  "(o.payload->>'amount_cents')::bigint = 1400 AND o.payload->>'currency' = "
+                  "'EUR' AND o.payload->>'reason' = 'deadline' AND "
+                  "(o.payload->>'refund_seq')::bigint = r.seq AND o.payload->>'refund_hash' = "
+                  "r.hash AND o.payload->>'refunded_at' LIKE '20__-__-__T__:__:__.______Z'") == 1);
+    store_order_t o;
+    CHECK(store_order_get(st, p.order_id, &o, err, sizeof err) == STORE_OK);
+    CHECK_STR(o.state, "refunded");
+    CHECK_STR(o.payment.paid_at, "2026-11-21T10:00:00.123Z");
+    CHECK(o.refund_seq == res.refund_seq);
+    int64_t seq = res.refund_seq;
+
+    /* Again: a duplicate of that refund. Then an issue attempt: duplicate too. */
+    CHECK(store_refund_payment(st, &p, "again", &res, err, sizeof err) == STORE_OK);
+    CHECK(res.outcome == STORE_DUPLICATE);
+    CHECK_STR(res.state, "refunded");
+    CHECK(res.refund_seq == seq);
+    CHECK(refunds_of(p.order_id) == 1);
+    CHECK(store_issue(st, &p, "w", &res, err, sizeof err) == STORE_OK);
+    CHECK(res.outcome == STORE_DUPLICATE);
+
+    /* Pending (deal inactive): refunded; its attempt count stays. */
+    p = payment(41, 13, 1, 700, "EUR");
+    CHECK(store_issue(st, &p, "l", &res, err, sizeof err) == STORE_OK);
+    CHECK(res.outcome == STORE_TRANSIENT);
+    CHECK(store_refund_payment(st, &p, NULL, &res, err, sizeof err) == STORE_OK);
+    CHECK(res.outcome == STORE_REFUNDED);
+    CHECK_STR(res.state, "refunded");
+    CHECK(res.refund_seq == seq + 1);
+    CHECK(sql_int("SELECT attempts FROM payments WHERE order_id = 4107 AND state = 'refunded'") ==
+          1);
+    CHECK(sql_int("SELECT count(*) FROM refund_log WHERE order_id = 4107 AND reason = ''") == 1);
+
+    /* Issued: duplicate, no refund row, the coupons stay. */
+    p = payment(1, 1, 3, 1500, "EUR");
+    CHECK(store_refund_payment(st, &p, "deadline", &res, err, sizeof err) == STORE_OK);
+    CHECK(res.outcome == STORE_DUPLICATE);
+    CHECK_STR(res.state, "issued");
+    CHECK(res.refund_seq == 0);
+    CHECK(refunds_of(107) == 0);
+    CHECK(coupons_of(107) == 3);
+
+    /* Conflicts change nothing: another payment for a stored order ... */
+    int64_t refunds = sql_int("SELECT count(*) FROM refund_log");
+    msg_payment_t q = payment(1, 1, 3, 1500, "EUR");
+    snprintf(q.payment_id, sizeof q.payment_id, "other-payment");
+    CHECK(store_refund_payment(st, &q, "deadline", &res, err, sizeof err) == STORE_OK);
+    CHECK(res.outcome == STORE_REJECTED && res.conflict);
+    CHECK_STR(res.state, "issued");
+    CHECK_MSG(strncmp(res.error, "rejected: conflict: ", 20) == 0, "%s", res.error);
+    CHECK(res.refund_seq == 0);
+    /* ... a pending order with another amount ... */
+    p = payment(43, 13, 1, 700, "EUR");
+    CHECK(store_issue(st, &p, "l", &res, err, sizeof err) == STORE_OK);
+    CHECK(res.outcome == STORE_TRANSIENT);
+    q = p;
+    q.amount_cents = 701;
+    CHECK(store_refund_payment(st, &q, "deadline", &res, err, sizeof err) == STORE_OK);
+    CHECK(res.outcome == STORE_REJECTED && res.conflict);
+    CHECK_STR(res.state, "pending");
+    CHECK(sql_int("SELECT count(*) FROM payments WHERE order_id = 4307 AND state = 'pending' AND "
+                  "amount_cents = 700 AND attempts = 1") == 1);
+    /* ... this payment_id on another order. */
+    q = payment(42, 13, 1, 700, "EUR");
+    snprintf(q.payment_id, sizeof q.payment_id, "pay-4107");
+    CHECK(store_refund_payment(st, &q, "deadline", &res, err, sizeof err) == STORE_OK);
+    CHECK(res.outcome == STORE_REJECTED && res.conflict);
+    CHECK_STR(res.state, "");
+    CHECK_MSG(strstr(res.error, "belongs to order 4107") != NULL, "%s", res.error);
+    CHECK(sql_int("SELECT count(*) FROM payments WHERE order_id = 4207") == 0);
+    CHECK(sql_int("SELECT count(*) FROM refund_log") == refunds);
+    CHECK(sql_int("SELECT count(*) FROM refund_outbox") == refunds);
+
+    /* Bad notifications never reach the server. */
+    q = payment(44, 13, 0, 700, "EUR");
+    CHECK(store_refund_payment(st, &q, "x", &res, err, sizeof err) == STORE_E_INVALID);
+    q = payment(44, 13, 1, 700, "EUR");
+    q.user_id = 8;
+    CHECK(store_refund_payment(st, &q, "x", &res, err, sizeof err) == STORE_E_INVALID);
+    CHECK(store_refund_payment(st, NULL, "x", &res, err, sizeof err) == STORE_E_INVALID);
+    CHECK(sql_int("SELECT count(*) FROM payments WHERE order_id = 4407") == 0);
+
+    /* coupond_issue still records a refunded notification as a duplicate. */
+    sql_param(v, sizeof v,
+              "SELECT outcome FROM coupond_issue(4107, 'pay-4107', 7, 13, 1, 700, "
+              "'EUR', timestamptz 'epoch' + $1::bigint * interval '1 microsecond', "
+              "ARRAY['0000000000000009'], 'w')",
+              "1795255200123000");
+    CHECK_STR(v, "duplicate");
+    CHECK(verify_chain() == refunds);
+}
+
+static int64_t wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* RFC 3339 UTC with milliseconds of us (a whole number of milliseconds). */
+static void format_us(char out[40], int64_t us)
+{
+    time_t s = (time_t)(us / 1000000);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    char day[32];
+    strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, 40, "%s.%03dZ", day, (int)(us % 1000000 / 1000));
+}
+
+#define SWEEP_MAX 64
+
+/* One store_sweep_take of up to SWEEP_MAX rows; returns how many (0 on error). */
+static size_t sweep(store_t *st, int refund_after_s, int stale_ms, msg_payment_t *ps, bool *due)
+{
+    char err[CP_ERRLEN];
+    size_t n = 99;
+    store_rc_t rc =
+        store_sweep_take(st, refund_after_s, stale_ms, ps, due, SWEEP_MAX, &n, err, sizeof err);
+    CHECK_MSG(rc == STORE_OK, "%s", err);
+    return rc == STORE_OK ? n : 0;
+}
+
+static const msg_payment_t *sweep_find(const msg_payment_t *ps, size_t n, int64_t order_id,
+                                       size_t *at)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ps[i].order_id == order_id) {
+            *at = i;
+            return &ps[i];
+        }
+    return NULL;
+}
+
+static void test_sweep(store_t *st)
+{
+    char err[CP_ERRLEN];
+    store_result_t res;
+    static msg_payment_t ps[SWEEP_MAX];
+    static bool due[SWEEP_MAX];
+    CHECK(store_deal_set(st, 14, 100, "EUR", false, err, sizeof err) == STORE_OK);
+    CHECK(store_deal_set(st, 15, 100, "EUR", true, err, sizeof err) == STORE_OK);
+    int64_t now = wall_us() / 1000 * 1000; /* whole milliseconds */
+
+    /* Orders 50000-50002: paid an hour ago and more, pending (due). 50010-50011:
+     * paid 20 s ago, untouched for 10 minutes (stale). 50020-50021: paid 20 s
+     * ago, just tried (neither). 50030: paid 2 hours ago but issued. */
+    for (int i = 0; i < 3; i++) {
+        msg_payment_t p = payment(50000 + i, 14, 1, 100, "EUR");
+        p.paid_at_us = now - INT64_C(3600000000) - i * INT64_C(1000000);
+        CHECK(store_issue(st, &p, "l", &res, err, sizeof err) == STORE_OK &&
+              res.outcome == STORE_TRANSIENT);
+    }
+    for (int i = 0; i < 2; i++) {
+        msg_payment_t p = payment(50010 + i, 14, 1, 100, "EUR");
+        p.paid_at_us = now - INT64_C(20000000) - i * INT64_C(1000);
+        CHECK(store_issue(st, &p, "w", &res, err, sizeof err) == STORE_OK &&
+              res.outcome == STORE_TRANSIENT);
+        p = payment(50020 + i, 14, 1, 100, "EUR");
+        p.paid_at_us = now - INT64_C(20000000) - i * INT64_C(1000);
+        CHECK(store_issue(st, &p, "w", &res, err, sizeof err) == STORE_OK &&
+              res.outcome == STORE_TRANSIENT);
+    }
+    msg_payment_t issued = payment(50030, 15, 1, 100, "EUR");
+    issued.paid_at_us = now - INT64_C(7200000000);
+    CHECK(store_issue(st, &issued, "l", &res, err, sizeof err) == STORE_OK &&
+          res.outcome == STORE_ISSUED);
+
+    /* payments_guard stamps updated_at on every update, so an UPDATE cannot
+     * backdate it; the test does, with the trigger off for a moment. */
+    CHECK(sql_ok("UPDATE payments SET updated_at = now() - interval '10 minutes' "
+                 "WHERE order_id = 5001007"));
+    CHECK(sql_int("SELECT count(*) FROM payments WHERE order_id = 5001007 AND updated_at > now() "
+                  "- interval '1 minute'") == 1);
+    CHECK(sql_ok("BEGIN; ALTER TABLE payments DISABLE TRIGGER payments_guard; "
+                 "UPDATE payments SET updated_at = now() - interval '10 minutes' "
+                 "WHERE order_id IN (5001007, 5001107); "
+                 "ALTER TABLE payments ENABLE TRIGGER payments_guard; COMMIT"));
+
+    /* Everything the sweeper should see, by SQL (other tests left pending
+     * orders paid on 2026-11-21: due too). */
+    int64_t want = sql_int("SELECT count(*) FROM payments WHERE state = 'pending' AND (paid_at <= "
+                           "now() - interval '60 seconds' OR updated_at <= now() - interval "
+                           "'60 seconds')");
+    CHECK_MSG(want >= 5 && want <= SWEEP_MAX, "%" PRId64, want);
+
+    size_t n = sweep(st, 60, 60000, ps, due);
+    CHECK_MSG((int64_t)n == want, "%zu rows, want %" PRId64, n, want);
+    bool sorted = true;
+    for (size_t i = 1; i < n; i++)
+        if (ps[i - 1].paid_at_us > ps[i].paid_at_us)
+            sorted = false;
+    CHECK(sorted);
+    size_t at = 0;
+    for (int i = 0; i < 3; i++) {
+        const msg_payment_t *p = sweep_find(ps, n, (50000 + i) * 100 + 7, &at);
+        CHECK_MSG(p && due[at], "order %d", (50000 + i) * 100 + 7);
+    }
+    const msg_payment_t *p = sweep_find(ps, n, 5000107, &at);
+    CHECK(p != NULL);
+    if (p) {
+        char when[40];
+        format_us(when, now - INT64_C(3601000000));
+        CHECK_STR(p->payment_id, "pay-5000107");
+        CHECK(p->user_id == 7 && p->deal_id == 14 && p->quantity == 1);
+        CHECK(p->amount_cents == 100);
+        CHECK_STR(p->currency, "EUR");
+        CHECK(p->paid_at_us == now - INT64_C(3601000000));
+        CHECK_STR(p->paid_at, when);
+        CHECK(p->version == 1);
+    }
+    /* The oldest of the three comes first among them. */
+    size_t a0 = 0, a2 = 0;
+    CHECK(sweep_find(ps, n, 5000007, &a0) && sweep_find(ps, n, 5000207, &a2) && a2 < a0);
+    CHECK(sweep_find(ps, n, 5001007, &at) && !due[at]);
+    CHECK(sweep_find(ps, n, 5001107, &at) && !due[at]);
+    CHECK(!sweep_find(ps, n, 5002007, &at));
+    CHECK(!sweep_find(ps, n, 5002107, &at));
+    CHECK(!sweep_find(ps, n, 5003007, &at));
+
+    /* While this session holds the lock, another sweeper gets nothing. */
+    store_t *st2 = open_store(test_db);
+    CHECK(sweep(st2, 60, 60000, ps, due) == 0);
+    CHECK(sweep(st2, 0, 0, ps, due) == 0);
+    /* The holder may take again (the lock is not stacked: one done frees it). */
+    CHECK(sweep(st, 60, 60000, ps, due) == (size_t)want);
+    store_sweep_done(st);
+    CHECK(sql_int("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
+                  "(SELECT oid FROM pg_database WHERE datname = current_database())") == 0);
+    CHECK(sweep(st2, 60, 60000, ps, due) == (size_t)want);
+    CHECK(sweep(st, 60, 60000, ps, due) == 0);
+    store_sweep_done(st); /* not holding it: nothing to do */
+    CHECK(sweep(st, 60, 60000, ps, due) == 0);
+    store_sweep_done(st2);
+    store_sweep_done(st2);
+
+    /* stale_ms 0: every pending order is stale; refund_after_s 2 hours: only
+     * the older orders are due. */
+    n = sweep(st, 7200, 0, ps, due);
+    CHECK(sweep_find(ps, n, 5002007, &at) && !due[at]);
+    CHECK(sweep_find(ps, n, 5000007, &at) && !due[at]);
+    CHECK(sweep_find(ps, n, 5001007, &at) && !due[at]);
+    CHECK(n == (size_t)sql_int("SELECT count(*) FROM payments WHERE state = 'pending'"));
+    /* max bounds the list, oldest paid first. */
+    size_t m = 99;
+    CHECK(store_sweep_take(st, 60, 60000, ps, due, 2, &m, err, sizeof err) == STORE_OK);
+    CHECK(m == 2);
+    if (m == 2)
+        CHECK(ps[0].paid_at_us <= ps[1].paid_at_us);
+    CHECK(store_sweep_take(st, 60, 60000, ps, due, 0, &m, err, sizeof err) == STORE_OK && m == 0);
+    CHECK(store_sweep_take(st, -1, 0, ps, due, 2, &m, err, sizeof err) == STORE_E_INVALID);
+    CHECK(store_sweep_take(st, 60, 0, NULL, due, 2, &m, err, sizeof err) == STORE_E_INVALID);
+    store_sweep_done(st);
+
+    /* A refunded order leaves the list. */
+    msg_payment_t r = payment(50000, 14, 1, 100, "EUR");
+    r.paid_at_us = now - INT64_C(3600000000);
+    CHECK(store_refund_payment(st2, &r, "deadline", &res, err, sizeof err) == STORE_OK &&
+          res.outcome == STORE_REFUNDED);
+    n = sweep(st2, 60, 60000, ps, due);
+    CHECK(n == (size_t)want - 1);
+    CHECK(!sweep_find(ps, n, 5000007, &at));
+    store_sweep_done(st2);
+
+    /* A session that ends takes its lock along. */
+    CHECK(sweep(st2, 60, 60000, ps, due) > 0);
+    store_close(st2);
+    for (int i = 0; i < 100 && sql_int("SELECT count(*) FROM pg_locks WHERE locktype = "
+                                       "'advisory'") != 0;
+         i++)
+        usleep(20 * 1000);
+    CHECK(sweep(st, 60, 60000, ps, due) > 0);
+    store_sweep_done(st);
+}
+
+static void test_outbox(store_t *st)
+{
+    char err[CP_ERRLEN], v[256];
+    enum { MAX = 16 };
+    static store_outbox_row_t rows[MAX];
+    int64_t unsent = sql_int("SELECT count(*) FROM refund_outbox WHERE sent_at IS NULL");
+    CHECK(unsent > MAX);
+
+    /* The first rows, oldest first. */
+    size_t n = 99;
+    CHECK(store_outbox_take(st, rows, 3, &n, err, sizeof err) == STORE_OK);
+    CHECK(n == 3);
+    CHECK(rows[0].id == sql_int("SELECT min(id) FROM refund_outbox WHERE sent_at IS NULL"));
+    CHECK(rows[0].id < rows[1].id && rows[1].id < rows[2].id);
+    for (size_t i = 0; i < n; i++) {
+        char id[24];
+        snprintf(id, sizeof id, "%" PRId64, rows[i].id);
+        sql_param(v, sizeof v, "SELECT order_id FROM refund_outbox WHERE id = $1::bigint", id);
+        CHECK(strtoll(v, NULL, 10) == rows[i].order_id);
+        /* The payload is the stored JSON. */
+        char q[160];
+        snprintf(q, sizeof q,
+                 "SELECT ($1::jsonb = payload)::text FROM refund_outbox WHERE id = %" PRId64,
+                 rows[i].id);
+        sql_param(v, sizeof v, q, rows[i].payload);
+        CHECK_STR(v, "true");
+    }
+    /* Taking again without marking: the same rows. */
+    int64_t first = rows[0].id;
+    CHECK(store_outbox_take(st, rows, 1, &n, err, sizeof err) == STORE_OK && n == 1 &&
+          rows[0].id == first);
+
+    /* Drain: take, mark sent, until nothing is left. */
+    int64_t taken = 0, last = 0;
+    bool ordered = true;
+    int failures = 0;
+    for (int rounds = 0; rounds < 1000; rounds++) {
+        if (store_outbox_take(st, rows, MAX, &n, err, sizeof err) != STORE_OK) {
+            fprintf(stderr, "test_store: outbox take: %s\n", err);
+            failures++;
+            break;
+        }
+        if (n == 0)
+            break;
+        int64_t ids[MAX];
+        for (size_t i = 0; i < n; i++) {
+            if (rows[i].id <= last)
+                ordered = false;
+            last = rows[i].id;
+            ids[i] = rows[i].id;
+        }
+        taken += (int64_t)n;
+        if (store_outbox_sent(st, ids, n, err, sizeof err) != STORE_OK) {
+            fprintf(stderr, "test_store: outbox sent: %s\n", err);
+            failures++;
+        }
+    }
+    CHECK(failures == 0);
+    CHECK(ordered);
+    CHECK_MSG(taken == unsent, "%" PRId64 " of %" PRId64, taken, unsent);
+    CHECK(store_outbox_take(st, rows, MAX, &n, err, sizeof err) == STORE_OK && n == 0);
+    CHECK(sql_int("SELECT count(*) FROM refund_outbox WHERE sent_at IS NULL") == 0);
+    CHECK(sql_int("SELECT count(*) FROM refund_outbox WHERE attempts = 1") == unsent);
+
+    /* Marking again changes nothing; an empty list is fine. */
+    int64_t again[2] = {first, 999999999};
+    CHECK(store_outbox_sent(st, again, 2, err, sizeof err) == STORE_OK);
+    CHECK(sql_int("SELECT attempts FROM refund_outbox WHERE id = %" PRId64, first) == 1);
+    CHECK(store_outbox_sent(st, NULL, 0, err, sizeof err) == STORE_OK);
+    CHECK(store_outbox_sent(st, NULL, 1, err, sizeof err) == STORE_E_INVALID);
+    CHECK(store_outbox_take(st, NULL, 1, &n, err, sizeof err) == STORE_E_INVALID);
+
+    /* A new refund with a very long reason: its payload still fits, as JSON. */
+    char reason[4000];
+    size_t w = 0;
+    while (w + 3 < sizeof reason) {
+        memcpy(reason + w, "\xc3\xa4\n", 3); /* a-umlaut and a line feed */
+        w += 3;
+    }
+    reason[w] = '\0';
+    store_result_t res;
+    msg_payment_t p = payment(45, 13, 1, 700, "EUR");
+    CHECK(store_refund_payment(st, &p, reason, &res, err, sizeof err) == STORE_OK &&
+          res.outcome == STORE_REFUNDED);
+    CHECK(store_outbox_take(st, rows, MAX, &n, err, sizeof err) == STORE_OK && n == 1);
+    if (n == 1) {
+        CHECK(rows[0].order_id == 4507);
+        CHECK(strlen(rows[0].payload) < sizeof rows[0].payload);
+        sql_param(v, sizeof v,
+                  "SELECT ($1::jsonb->>'order_id') || ' ' || ($1::jsonb->>'refund_seq')",
+                  rows[0].payload);
+        char want[64];
+        snprintf(want, sizeof want, "4507 %" PRId64, res.refund_seq);
+        CHECK_STR(v, want);
+        sql_param(v, sizeof v, "SELECT length($1::jsonb->>'reason')::text", rows[0].payload);
+        CHECK_STR(v, "100");
+        CHECK(store_outbox_sent(st, &rows[0].id, 1, err, sizeof err) == STORE_OK);
+    }
+    CHECK(sql_int("SELECT length(reason) FROM refund_log WHERE order_id = 4507") ==
+          (int64_t)(w / 3 * 2));
+    CHECK(store_outbox_take(st, rows, MAX, &n, err, sizeof err) == STORE_OK && n == 0);
+}
+
 static void test_connection(store_t *st)
 {
     char err[CP_ERRLEN];
@@ -924,6 +1345,9 @@ int main(void)
     test_race_issue_issue();
     test_chain_concurrent(st);
     test_batch(st);
+    test_refund_payment(st);
+    test_sweep(st);
+    test_outbox(st);
     test_connection(st);
     test_schema_newer(st);
     store_close(st);

@@ -42,6 +42,8 @@ CREATE TABLE payments (
 );
 -- For the sweeper and the on-time check: pending payments by age.
 CREATE INDEX payments_pending_paid_at ON payments (paid_at) WHERE state = 'pending';
+-- For the sweeper: pending payments nobody has touched for a while.
+CREATE INDEX payments_pending_updated_at ON payments (updated_at) WHERE state = 'pending';
 
 -- Coupons: append-only; exactly quantity of them per issued payment.
 CREATE TABLE coupons (
@@ -372,6 +374,57 @@ CREATE CONSTRAINT TRIGGER payments_outcome AFTER INSERT OR UPDATE ON payments
     FOR EACH ROW WHEN (NEW.state <> 'pending') EXECUTE FUNCTION coupond_outcome_check();
 
 ------------------------------------------------------------------------------
+-- Records a payment notification if its order is new, and checks it against
+-- the stored payment. Locks the order's payments row FOR UPDATE (until the
+-- caller's transaction ends), which serialises issue attempts and refunds of
+-- one order. Returns one row:
+--   conflict  NULL when the stored payment is exactly this notification;
+--             otherwise why not ('rejected: conflict: ...'): this order is
+--             stored with another payment, or this payment_id belongs to
+--             another order. Nothing was recorded then.
+--   state     the stored payment's state ('pending' when just recorded); NULL
+--             when the order is not stored (payment_id conflict)
+CREATE FUNCTION coupond_record_payment(p_order_id bigint, p_payment_id text, p_user_id bigint,
+                                       p_deal_id bigint, p_quantity integer,
+                                       p_amount_cents bigint, p_currency text,
+                                       p_paid_at timestamptz)
+RETURNS TABLE (conflict text, state text)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    p payments%ROWTYPE;
+    other_order bigint;
+BEGIN
+    INSERT INTO payments (order_id, payment_id, user_id, deal_id, quantity, amount_cents,
+                          currency, paid_at)
+    VALUES (p_order_id, p_payment_id, p_user_id, p_deal_id, p_quantity, p_amount_cents,
+            p_currency, p_paid_at)
+    ON CONFLICT DO NOTHING;
+
+    SELECT * INTO p FROM payments WHERE order_id = p_order_id FOR UPDATE;
+    IF NOT FOUND THEN
+        SELECT order_id INTO other_order FROM payments WHERE payment_id = p_payment_id;
+        conflict := format('rejected: conflict: payment_id %s belongs to order %s, not %s',
+                           p_payment_id, other_order, p_order_id);
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    state := p.state;
+    IF (p.payment_id, p.user_id, p.deal_id, p.quantity, p.amount_cents, p.currency, p.paid_at)
+       IS DISTINCT FROM
+       (p_payment_id, p_user_id, p_deal_id, p_quantity, p_amount_cents, p_currency, p_paid_at) THEN
+        conflict := format('rejected: conflict: order %s is stored as payment %s (user %s, '
+                           'deal %s, quantity %s, %s %s, paid_at %s); the notification says '
+                           'payment %s (user %s, deal %s, quantity %s, %s %s, paid_at %s)',
+                           p.order_id, p.payment_id, p.user_id, p.deal_id, p.quantity,
+                           p.amount_cents, p.currency, p.paid_at, p_payment_id, p_user_id,
+                           p_deal_id, p_quantity, p_amount_cents, p_currency, p_paid_at);
+    END IF;
+    RETURN NEXT;
+END
+$$;
+
+------------------------------------------------------------------------------
 -- One issue attempt, atomic, in one round trip (DESIGN: Outcome of one issue
 -- attempt). Returns one row:
 --   outcome  'issued'     the payment moved to issued and got its coupons
@@ -395,45 +448,29 @@ LANGUAGE plpgsql AS $$
 DECLARE
     p payments%ROWTYPE;
     d deals%ROWTYPE;
-    other_order bigint;
+    rec record;
     why text;
 BEGIN
-    INSERT INTO payments (order_id, payment_id, user_id, deal_id, quantity, amount_cents,
-                          currency, paid_at)
-    VALUES (p_order_id, p_payment_id, p_user_id, p_deal_id, p_quantity, p_amount_cents,
-            p_currency, p_paid_at)
-    ON CONFLICT DO NOTHING;
-
-    -- The row lock serialises this attempt against other attempts and refunds.
-    SELECT * INTO p FROM payments WHERE order_id = p_order_id FOR UPDATE;
-    IF NOT FOUND THEN
-        SELECT order_id INTO other_order FROM payments WHERE payment_id = p_payment_id;
+    -- Records the payment if new; the row lock it takes serialises this
+    -- attempt against other attempts and refunds.
+    SELECT r.conflict, r.state INTO rec
+        FROM coupond_record_payment(p_order_id, p_payment_id, p_user_id, p_deal_id, p_quantity,
+                                    p_amount_cents, p_currency, p_paid_at) AS r;
+    IF rec.conflict IS NOT NULL THEN
         outcome := 'conflict';
-        error := format('rejected: conflict: payment_id %s belongs to order %s, not %s',
-                        p_payment_id, other_order, p_order_id);
+        state := rec.state;
+        error := rec.conflict;
         RETURN NEXT;
         RETURN;
     END IF;
-    IF (p.payment_id, p.user_id, p.deal_id, p.quantity, p.amount_cents, p.currency, p.paid_at)
-       IS DISTINCT FROM
-       (p_payment_id, p_user_id, p_deal_id, p_quantity, p_amount_cents, p_currency, p_paid_at) THEN
-        outcome := 'conflict';
-        state := p.state;
-        error := format('rejected: conflict: order %s is stored as payment %s (user %s, deal %s, '
-                        'quantity %s, %s %s, paid_at %s); the notification says payment %s '
-                        '(user %s, deal %s, quantity %s, %s %s, paid_at %s)',
-                        p.order_id, p.payment_id, p.user_id, p.deal_id, p.quantity,
-                        p.amount_cents, p.currency, p.paid_at, p_payment_id, p_user_id,
-                        p_deal_id, p_quantity, p_amount_cents, p_currency, p_paid_at);
-        RETURN NEXT;
-        RETURN;
-    END IF;
-    IF p.state <> 'pending' THEN
+    IF rec.state <> 'pending' THEN
         outcome := 'duplicate';
-        state := p.state;
+        state := rec.state;
         RETURN NEXT;
         RETURN;
     END IF;
+    -- Already locked; the stored row equals the notification.
+    SELECT * INTO p FROM payments WHERE order_id = p_order_id;
     IF cardinality(p_codes) IS DISTINCT FROM p.quantity THEN
         RAISE EXCEPTION 'coupond_issue: order %: % codes for quantity %', p_order_id,
             coalesce(cardinality(p_codes), 0), p.quantity USING ERRCODE = 'invalid_parameter_value';
@@ -518,5 +555,38 @@ BEGIN
     state := 'refunded';
     refund_seq := r.seq;
     RETURN NEXT;
+END
+$$;
+
+-- Refunds the order of a payment notification, recording the payment first
+-- when the store has never seen it (all its issue attempts may have been
+-- lost), atomic, in one round trip. Returns one row like coupond_refund:
+-- outcome 'refunded', 'duplicate' (already issued or refunded) or
+-- 'conflict' (the notification contradicts a stored payment: nothing
+-- changed; error 'rejected: conflict: ...'); the state afterwards (NULL for
+-- a conflict on an order that is not stored); error; refund_seq.
+CREATE FUNCTION coupond_refund_payment(p_order_id bigint, p_payment_id text, p_user_id bigint,
+                                       p_deal_id bigint, p_quantity integer,
+                                       p_amount_cents bigint, p_currency text,
+                                       p_paid_at timestamptz, p_reason text)
+RETURNS TABLE (outcome text, state text, error text, refund_seq bigint)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    rec record;
+BEGIN
+    SELECT r.conflict, r.state INTO rec
+        FROM coupond_record_payment(p_order_id, p_payment_id, p_user_id, p_deal_id, p_quantity,
+                                    p_amount_cents, p_currency, p_paid_at) AS r;
+    IF rec.conflict IS NOT NULL THEN
+        outcome := 'conflict';
+        state := rec.state;
+        error := rec.conflict;
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    -- The row is locked and stored: coupond_refund cannot answer not_found.
+    RETURN QUERY SELECT f.outcome, f.state, f.error, f.refund_seq
+        FROM coupond_refund(p_order_id, p_reason) AS f;
 END
 $$;
