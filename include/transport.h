@@ -29,6 +29,8 @@ typedef struct tp_msg {
     size_t len;
     const char *key;       /* Kafka message key (decimal order id); NULL for none */
     const char *signature; /* `signature` header value; NULL for none */
+    const char *dest;      /* AMQP: queue to send to; NULL: the lane's own */
+    int attempt;           /* > 0: sent as header x-coupond-attempt (W retries) */
     tp_status_t status;    /* out */
     char error[128];       /* out, when REFUSED */
 } tp_msg_t;
@@ -37,7 +39,19 @@ typedef struct tp_lane_desc {
     const char *lane; /* "l" or "w" */
     const cfg_lane_t *cfg;
     int timeout_ms; /* connect and confirm bound */
+    /* W on AMQP: retry tiers (one delay queue per delay, named by
+     * tp_retry_queue) and the queue refund requests go to; a publisher opened
+     * with them declares those queues too. */
+    const int *retry_delays_ms;
+    int nretry;
+    const char *refunds_queue;
 } tp_lane_desc_t;
+
+/* The name of the retry queue for one tier: "<work queue>.retry.<delay_ms>".
+ * Its queue-level TTL dead-letters each message back into the work queue. */
+void tp_retry_queue(const cfg_lane_t *lane, int delay_ms, char *out, size_t outlen);
+
+#define TP_ATTEMPT_HEADER "x-coupond-attempt"
 
 /* Opens a publisher for a lane: connects and declares the destination.
  * Returns 0, CP_EXIT_UNAVAIL when the broker cannot be reached in time, or
@@ -63,7 +77,8 @@ typedef struct tp_delivery {
     size_t len;
     const char *signature; /* the `signature` header's bytes; NULL when absent */
     size_t siglen;
-    void *raw; /* the transport's own message (for tp_headers_json) */
+    int attempt; /* header x-coupond-attempt; 0 when absent */
+    void *raw;   /* the transport's own message (for tp_headers_json) */
 } tp_delivery_t;
 
 /* Opens a consumer for a lane (Kafka: joins the consumer group with manual

@@ -105,7 +105,7 @@ static bool process(lane_ctx_t *lc, transport_t *tp, l_batch_t *b, size_t n)
 int lane_l_run(lane_ctx_t *lc)
 {
     char err[CP_ERRLEN];
-    tp_lane_desc_t desc = {"l", &lc->cfg->lane_l, 10000};
+    tp_lane_desc_t desc = {.lane = "l", .cfg = &lc->cfg->lane_l, .timeout_ms = 10000};
     transport_t *tp = NULL;
     l_batch_t b = {0};
     int rc = CP_EXIT_OK;

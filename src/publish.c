@@ -66,10 +66,12 @@ int pub_open(publisher_t **out, const cfg_t *cfg, char *err, size_t errlen)
     }
     pub->cfg = cfg;
     pub->key = cfg_sign_key(cfg);
-    pub->lanes[PUB_LANE_L] =
-        (pub_lane_t){.name = "l", .desc = {"l", &cfg->lane_l, cfg->publish.timeout_ms}};
-    pub->lanes[PUB_LANE_W] =
-        (pub_lane_t){.name = "w", .desc = {"w", &cfg->lane_w, cfg->publish.timeout_ms}};
+    pub->lanes[PUB_LANE_L] = (pub_lane_t){
+        .name = "l",
+        .desc = {.lane = "l", .cfg = &cfg->lane_l, .timeout_ms = cfg->publish.timeout_ms}};
+    pub->lanes[PUB_LANE_W] = (pub_lane_t){
+        .name = "w",
+        .desc = {.lane = "w", .cfg = &cfg->lane_w, .timeout_ms = cfg->publish.timeout_ms}};
     for (int l = 0; l < PUB_LANES; l++) {
         if (lane_ensure(&pub->lanes[l], now) == CP_EXIT_USAGE) {
             snprintf(err, errlen, "lane %s: %s", pub->lanes[l].name, pub->lanes[l].down_reason);

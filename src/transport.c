@@ -40,7 +40,8 @@ static int tp_open(transport_t **out, const tp_lane_desc_t *desc, bool consumer,
     tp->ops = desc->cfg->transport == CFG_TRANSPORT_AMQP ? &tp_amqp_ops : &tp_kafka_ops;
     snprintf(tp->name, sizeof tp->name, "%s/%s", desc->lane, tp->ops->kind);
     tp->consumer = consumer;
-    rc = consumer ? tp->ops->open_consumer(tp, err, errlen) : tp->ops->open_publisher(tp, err, errlen);
+    rc = consumer ? tp->ops->open_consumer(tp, err, errlen)
+                  : tp->ops->open_publisher(tp, err, errlen);
     if (rc != 0) {
         free(tp);
         return rc;
@@ -97,6 +98,11 @@ size_t tp_publish_end(transport_t *tp, tp_msg_t *msgs, size_t n, int64_t deadlin
     for (size_t i = 0; i < n; i++)
         accepted += msgs[i].status == TP_ACCEPTED;
     return accepted;
+}
+
+void tp_retry_queue(const cfg_lane_t *lane, int delay_ms, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "%s.retry.%d", lane->amqp.queue, delay_ms);
 }
 
 const char *tp_describe(const transport_t *tp)

@@ -112,20 +112,33 @@ static amqp_table_entry_t entry_i64(const char *key, int64_t value)
 
 /* The lane's queues: the work queue and, for a lane with a delay, the delay
  * queue whose queue-level TTL dead-letters (at least once) into it. */
-static int declare_lane(transport_t *tp, amqp_connection_state_t conn, char *err, size_t errlen)
+static int declare_delay_queue(amqp_connection_state_t conn, const cfg_lane_t *lane,
+                               const char *name, int ttl_ms, char *err, size_t errlen)
 {
-    const cfg_lane_t *lane = tp->desc.cfg;
     amqp_table_entry_t delay[5];
-    int rc = declare_queue(conn, lane->amqp.queue, NULL, 0, err, errlen);
-
-    if (rc != 0 || !*lane->amqp.delay_queue)
-        return rc;
-    delay[0] = entry_i64("x-message-ttl", lane->delay_ms);
+    delay[0] = entry_i64("x-message-ttl", ttl_ms);
     delay[1] = entry_str("x-dead-letter-exchange", "");
     delay[2] = entry_str("x-dead-letter-routing-key", lane->amqp.queue);
     delay[3] = entry_str("x-dead-letter-strategy", "at-least-once");
     delay[4] = entry_str("x-overflow", "reject-publish");
-    return declare_queue(conn, lane->amqp.delay_queue, delay, 5, err, errlen);
+    return declare_queue(conn, name, delay, 5, err, errlen);
+}
+
+static int declare_lane(transport_t *tp, amqp_connection_state_t conn, char *err, size_t errlen)
+{
+    const cfg_lane_t *lane = tp->desc.cfg;
+    char name[256];
+    int rc = declare_queue(conn, lane->amqp.queue, NULL, 0, err, errlen);
+
+    if (rc == 0 && *lane->amqp.delay_queue)
+        rc = declare_delay_queue(conn, lane, lane->amqp.delay_queue, lane->delay_ms, err, errlen);
+    for (int i = 0; rc == 0 && i < tp->desc.nretry; i++) {
+        tp_retry_queue(lane, tp->desc.retry_delays_ms[i], name, sizeof name);
+        rc = declare_delay_queue(conn, lane, name, tp->desc.retry_delays_ms[i], err, errlen);
+    }
+    if (rc == 0 && tp->desc.refunds_queue)
+        rc = declare_queue(conn, tp->desc.refunds_queue, NULL, 0, err, errlen);
+    return rc;
 }
 
 /* Connects, logs in, opens the channel (in confirm mode for a publisher) and
@@ -235,22 +248,27 @@ static void drop_connection(amqp_pub_t *ap)
 static int publish_one(transport_t *tp, amqp_pub_t *ap, const tp_msg_t *m)
 {
     amqp_basic_properties_t props;
-    amqp_table_entry_t header;
+    amqp_table_entry_t headers[2];
     amqp_bytes_t body = {m->len, (void *)m->body};
+    int nh = 0;
 
     memset(&props, 0, sizeof props);
     props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
     props.content_type = amqp_cstring_bytes("application/json");
     props.delivery_mode = AMQP_DELIVERY_PERSISTENT;
-    if (m->signature) {
-        header = entry_str("signature", m->signature);
+    if (m->signature)
+        headers[nh++] = entry_str("signature", m->signature);
+    if (m->attempt > 0)
+        headers[nh++] = entry_i64(TP_ATTEMPT_HEADER, m->attempt);
+    if (nh) {
         props._flags |= AMQP_BASIC_HEADERS_FLAG;
-        props.headers.num_entries = 1;
-        props.headers.entries = &header;
+        props.headers.num_entries = nh;
+        props.headers.entries = headers;
     }
     (void)tp;
     return amqp_basic_publish(ap->conn, AMQP_CHANNEL, amqp_empty_bytes,
-                              amqp_cstring_bytes(ap->target), 0, 0, &props, body);
+                              amqp_cstring_bytes(m->dest ? m->dest : ap->target), 0, 0, &props,
+                              body);
 }
 
 /* Applies one basic.ack or basic.nack to the batch whose first message has
@@ -467,6 +485,38 @@ static int amqp_other_frame(transport_t *tp, amqp_con_t *ac, char *err, size_t e
     return 0;
 }
 
+/* An integer header's value (0 for other kinds, clamped to 0..1000000). */
+static int field_int(const amqp_field_value_t *v)
+{
+    int64_t x = 0;
+    switch (v->kind) {
+    case AMQP_FIELD_KIND_I8:
+        x = v->value.i8;
+        break;
+    case AMQP_FIELD_KIND_U8:
+        x = v->value.u8;
+        break;
+    case AMQP_FIELD_KIND_I16:
+        x = v->value.i16;
+        break;
+    case AMQP_FIELD_KIND_U16:
+        x = v->value.u16;
+        break;
+    case AMQP_FIELD_KIND_I32:
+        x = v->value.i32;
+        break;
+    case AMQP_FIELD_KIND_U32:
+        x = v->value.u32;
+        break;
+    case AMQP_FIELD_KIND_I64:
+        x = v->value.i64;
+        break;
+    default:
+        break;
+    }
+    return x < 0 ? 0 : x > 1000000 ? 1000000 : (int)x;
+}
+
 static int amqp_fetch(transport_t *tp, tp_delivery_t *out, size_t max, int wait_ms,
                       int batch_wait_ms, char *err, size_t errlen)
 {
@@ -498,6 +548,7 @@ static int amqp_fetch(transport_t *tp, tp_delivery_t *out, size_t max, int wait_
             const amqp_table_t *h = &e->message.properties.headers;
             const void *sig = NULL;
             size_t siglen = 0;
+            int attempt = 0;
             if (e->message.properties._flags & AMQP_BASIC_HEADERS_FLAG) {
                 for (int i = 0; i < h->num_entries; i++) {
                     const amqp_table_entry_t *t = &h->entries[i];
@@ -506,6 +557,9 @@ static int amqp_fetch(transport_t *tp, tp_delivery_t *out, size_t max, int wait_
                          t->value.kind == AMQP_FIELD_KIND_BYTES)) {
                         sig = t->value.value.bytes.bytes;
                         siglen = t->value.value.bytes.len;
+                    } else if (t->key.len == strlen(TP_ATTEMPT_HEADER) &&
+                               memcmp(t->key.bytes, TP_ATTEMPT_HEADER, t->key.len) == 0) {
+                        attempt = field_int(&t->value);
                     }
                 }
             }
@@ -513,6 +567,7 @@ static int amqp_fetch(transport_t *tp, tp_delivery_t *out, size_t max, int wait_
                                      .len = e->message.body.len,
                                      .signature = sig,
                                      .siglen = siglen,
+                                     .attempt = attempt,
                                      .raw = e};
             n++;
             ac->nenvs = n;

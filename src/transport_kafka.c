@@ -158,22 +158,32 @@ static void kafka_publish_begin(transport_t *tp, tp_msg_t *msgs, size_t n)
     kp->nbatch = n;
     for (size_t i = 0; i < n; i++) {
         tp_msg_t *m = &msgs[i];
+        rd_kafka_headers_t *hdrs = rd_kafka_headers_new(2);
         rd_kafka_resp_err_t e;
+        char attempt[16];
+
+        if (m->signature)
+            rd_kafka_header_add(hdrs, "signature", -1, m->signature, -1);
+        if (m->attempt > 0) {
+            snprintf(attempt, sizeof attempt, "%d", m->attempt);
+            rd_kafka_header_add(hdrs, TP_ATTEMPT_HEADER, -1, attempt, -1);
+        }
         do {
             e = rd_kafka_producev(
                 kp->rk, RD_KAFKA_V_RKT(kp->rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                 RD_KAFKA_V_KEY(m->key, m->key ? strlen(m->key) : 0),
-                RD_KAFKA_V_VALUE((void *)m->body, m->len),
-                RD_KAFKA_V_HEADER("signature", m->signature, (ssize_t)(m->signature ? -1 : 0)),
+                RD_KAFKA_V_VALUE((void *)m->body, m->len), RD_KAFKA_V_HEADERS(hdrs),
                 RD_KAFKA_V_OPAQUE(OPAQUE(kp->gen, i)), RD_KAFKA_V_END);
             /* A full local queue drains as deliveries are served. */
             if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL)
                 rd_kafka_poll(kp->rk, 10);
         } while (e == RD_KAFKA_RESP_ERR__QUEUE_FULL);
         if (e) {
+            rd_kafka_headers_destroy(hdrs); /* not taken on failure */
             m->status = TP_REFUSED;
             snprintf(m->error, sizeof m->error, "%s", rd_kafka_err2str(e));
         }
+        /* On success the message owns hdrs. */
     }
     rd_kafka_poll(kp->rk, 0);
 }
@@ -332,13 +342,25 @@ static int kafka_fetch(transport_t *tp, tp_delivery_t *out, size_t max, int wait
                 log_warn("%s: %s", tp->name, rd_kafka_message_errstr(m));
             continue;
         }
-        if (rd_kafka_message_headers(m, &hdrs) == 0 &&
-            rd_kafka_header_get_last(hdrs, "signature", &sig, &siglen) != 0)
-            sig = NULL;
+        int attempt = 0;
+        if (rd_kafka_message_headers(m, &hdrs) == 0) {
+            const void *a = NULL;
+            size_t alen = 0;
+            if (rd_kafka_header_get_last(hdrs, "signature", &sig, &siglen) != 0)
+                sig = NULL;
+            if (rd_kafka_header_get_last(hdrs, TP_ATTEMPT_HEADER, &a, &alen) == 0 && a &&
+                alen < 8) {
+                char buf[8];
+                memcpy(buf, a, alen);
+                buf[alen] = '\0';
+                attempt = atoi(buf);
+            }
+        }
         out[n++] = (tp_delivery_t){.body = m->payload ? m->payload : "",
                                    .len = m->len,
                                    .signature = sig,
                                    .siglen = sig ? siglen : 0,
+                                   .attempt = attempt,
                                    .raw = m};
     }
     return (int)n;
