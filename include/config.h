@@ -50,12 +50,14 @@ typedef struct cfg {
         int statement_timeout_ms;
     } store;
     cfg_lane_t lane_l, lane_w;
+    char *refunds_queue; /* lanes.w.amqp.refunds_queue: refund requests for the payment system */
     struct {
         int refund_after_s;
         int *retry_delays_ms;
         int nretry_delays;
         int batch_size;
         int batch_wait_ms;
+        int sweep_interval_ms;
     } issue;
     struct {
         int max_version;

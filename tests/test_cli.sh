@@ -69,7 +69,7 @@ chmod 600 "$tmp/secrets/k1.key"
 expect "set override" 0 "1234" -- "$ctl" --config "$cfg" --set lanes.w.delay_ms=1234 config get lanes.w.delay_ms
 expect "set bad" 2 "--set lanes.w.delay_ms: expected an integer" -- "$ctl" --config "$cfg" --set lanes.w.delay_ms=x config get lanes.w.delay_ms
 expect "config get string" 0 '"coupond.w.delay"' -- "$ctl" --config "$cfg" config get lanes.w.amqp.delay_queue
-expect "config get list" 0 "[ 5000, 30000, 120000, 600000 ]" -- "$ctl" --config "$cfg" config get issue.retry_delays_ms
+expect "config get list" 0 "[ 1000, 5000, 30000, 120000, 600000 ]" -- "$ctl" --config "$cfg" config get issue.retry_delays_ms
 expect "config get secret masked" 0 '"********"' -- "$ctl" --config "$cfg" config get lanes.w.amqp.password
 expect "config get keys masked" 0 '( { id = "k1"; secret = "********"; } )' -- "$ctl" --config "$cfg" config get security.keys
 expect "config get url password masked" 0 '"amqp://u:****@h:1/"' -- "$ctl" --config "$cfg" --set lanes.w.amqp.url=amqp://u:pw@h:1/ config get lanes.w.amqp.url

@@ -224,15 +224,19 @@ static void test_reload(void)
 {
     char err[CP_ERRLEN], note[512];
     char *s1[] = {"log.level=info"},
-         *s2[] = {"log.level=debug", "cluster=dc2", "issue.retry_delays_ms=1,2"};
+         *s2[] = {"log.level=debug", "cluster=dc2", "issue.retry_delays_ms=1,2",
+                  "issue.batch_size=7"};
     cfg_t cur, next;
     CHECK(load_parts(&cur, NULL, NULL, NULL, s1, 1, err, sizeof err) == 0);
-    CHECK(load_parts(&next, NULL, NULL, NULL, s2, 3, err, sizeof err) == 0);
+    CHECK(load_parts(&next, NULL, NULL, NULL, s2, 4, err, sizeof err) == 0);
     cfg_apply_reload(&cur, &next, note, sizeof note);
     CHECK(cur.log.level == LOG_DEBUG);
     CHECK_STR(cur.cluster, "dc1"); /* needs a restart */
     CHECK(strstr(note, "cluster") != NULL);
-    CHECK(cur.issue.nretry_delays == 2 && cur.issue.retry_delays_ms[1] == 2);
+    CHECK(cur.issue.batch_size == 7);
+    /* Retry tiers are queues declared at start: a restart, not a reload. */
+    CHECK(cur.issue.nretry_delays == 5 && cur.issue.retry_delays_ms[0] == 1000);
+    CHECK(strstr(note, "issue.retry_delays_ms") != NULL);
     cfg_free(&cur);
     cfg_free(&next);
 }
