@@ -7,6 +7,7 @@
 #include <signal.h>
 #include "config.h"
 #include "message.h"
+#include "signature.h"
 #include "store.h"
 #include "transport.h"
 
@@ -48,5 +49,9 @@ store_rc_t lane_dead_letter(lane_ctx_t *lc, const transport_t *tp, const tp_deli
 /* The L lane's consumer: acknowledge first, issue once, in batches. Returns
  * the process exit code. */
 int lane_l_run(lane_ctx_t *lc);
+
+/* The W lane's consumer: check after the delay, retry, refund at the
+ * deadline; relay refund requests; sweep. Returns the exit code. */
+int lane_w_run(lane_ctx_t *lc);
 
 #endif

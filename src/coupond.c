@@ -74,18 +74,15 @@ int main(int argc, char **argv)
     if (check) {
         cfg_print(&cfg, stdout);
         printf("# configuration OK\n");
-    } else if (strcmp(role, "l") == 0) {
+    } else {
         lane_ctx_t lc = {.cfg = &cfg,
                          .config_path = cfg_locate(cli.config_path),
                          .sets = cli.sets,
                          .nsets = cli.nsets,
                          .role = role};
         lane_signals_install();
-        rc = lane_l_run(&lc);
+        rc = strcmp(role, "l") == 0 ? lane_l_run(&lc) : lane_w_run(&lc);
         store_close(lc.store);
-    } else {
-        log_error("the %s lane's consumer is not part of this build yet", role);
-        rc = CP_EXIT_USAGE;
     }
     cli_free(&cli);
     cfg_free(&cfg);

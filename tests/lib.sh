@@ -29,7 +29,8 @@ sets=(--set "store.conninfo=host=$PGHOST port=$PGPORT dbname=$db user=$PGUSER"
       --set "lanes.l.kafka.topic=$run.l" --set "lanes.l.kafka.group=$run-l"
       --set "lanes.l.kafka.session_timeout_ms=6000"
       --set "lanes.l.amqp.queue=$run.l" --set "lanes.w.amqp.queue=$run.w.work"
-      --set "lanes.w.amqp.delay_queue=$run.w.delay" --set "metrics.listen=")
+      --set "lanes.w.amqp.delay_queue=$run.w.delay" --set "lanes.w.amqp.refunds_queue=$run.refunds"
+      --set "metrics.listen=")
 ctl() { "$build/couponctl" "${sets[@]}" "$@"; }
 
 setup_store() {
@@ -58,6 +59,11 @@ wait_sql() {
     return 1
 }
 
+# queue_depth NAME: messages ready in a RabbitMQ queue.
+queue_depth() {
+    $COUPOND_RABBITMQCTL list_queues -q name messages_ready 2>/dev/null | awk -v q="$1" '$1 == q { print $2 }'
+}
+
 # wait_stable QUERY STABLE_S MAX_S: polls until the query's value stops
 # changing for STABLE_S seconds; prints the value.
 wait_stable() {
@@ -75,18 +81,20 @@ wait_stable() {
     echo "$got"
 }
 
-# notes FROM TO [DEAL] [QUANTITY] [AMOUNT]: valid notifications, one per line.
+# notes FROM TO [DEAL] [QUANTITY] [AMOUNT]: valid notifications, one per
+# line, paid now.
 notes() {
     python3 - "$run" "$1" "$2" "${3:-1}" "${4:-2}" "${5:-3000}" <<'PY'
-import sys
+import sys, datetime
 run, a, b, deal, qty, amount = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 out = []
 for i in range(a, b):
     user = 1000 + i
     order = (i + 1) * 100 + user % 100  # order ids embed the user's shard
     out.append('{"payment_id":"%s-%d","order_id":%d,"user_id":%d,"deal_id":%d,"quantity":%d,'
-               '"amount_cents":%d,"currency":"EUR","paid_at":"2026-11-21T10:00:00.000Z"}'
-               % (run, i, order, user, deal, qty, amount))
+               '"amount_cents":%d,"currency":"EUR","paid_at":"%s"}'
+               % (run, i, order, user, deal, qty, amount, now))
 sys.stdout.write("\n".join(out) + "\n")
 PY
 }
@@ -106,7 +114,7 @@ kraw() {
 lib_cleanup() {
     for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
     wait 2>/dev/null
-    for q in "$run.w.work" "$run.w.delay" "$run.l"; do
+    $COUPOND_RABBITMQCTL list_queues -q name 2>/dev/null | grep "^$run\." | while read -r q; do
         $COUPOND_RABBITMQCTL delete_queue "$q" >/dev/null 2>&1
     done
     dropdb --if-exists "$db" 2>/dev/null
