@@ -22,6 +22,7 @@ typedef struct cfg_kafka {
     char *topic;
     char *group;
     int session_timeout_ms;
+    int max_in_flight; /* produce requests in flight per broker connection (1-5) */
 } cfg_kafka_t;
 
 typedef struct cfg_amqp {

@@ -47,4 +47,8 @@ int sig_sign(const sig_key_t *key, const void *body, size_t len, char *out,
 msg_status_t sig_verify(const sig_keyring_t *ring, const char *header, size_t hlen,
                         const void *body, size_t len, char *detail, size_t detlen) CP_MUSTCHECK;
 
+/* Frees this thread's cached HMAC context (which holds a copy of the last
+ * key used). Safe to call at any time; the next call builds a new one. */
+void sig_thread_cleanup(void);
+
 #endif

@@ -123,6 +123,7 @@ static int check_name(const char *v, char *why, size_t n)
         STR("lanes." L ".kafka.group", F.kafka.group, dgroup, check_name, 0),                      \
         INT("lanes." L ".kafka.session_timeout_ms", F.kafka.session_timeout_ms, "10000", 1000,     \
             300000, 0),                                                                            \
+        INT("lanes." L ".kafka.max_in_flight", F.kafka.max_in_flight, "5", 1, 5, 0),               \
         STR("lanes." L ".amqp.url", F.amqp.url, "amqp://guest@localhost:5672/%2f", check_amqp_url, \
             0),                                                                                    \
         SECRET("lanes." L ".amqp.password", F.amqp.password),                                      \
@@ -140,9 +141,9 @@ static const cfg_def_t defs[] = {
     INT("lanes.w.delay_ms", lane_w.delay_ms, "10000", 0, 3600000, 0),
     STR("lanes.w.amqp.refunds_queue", refunds_queue, "coupond.refunds", check_name, 0),
     INT("issue.refund_after_s", issue.refund_after_s, "1800", 1, 7 * 86400, F_RELOAD),
-    {"issue.retry_delays_ms", T_INTLIST, OFF(issue.retry_delays_ms), "1000,5000,30000,120000,600000", 1,
-     86400000, NULL, NULL, 0 /* the tiers' queues are declared at start */,
-     OFF(issue.nretry_delays)},
+    {"issue.retry_delays_ms", T_INTLIST, OFF(issue.retry_delays_ms),
+     "1000,5000,30000,120000,600000", 1, 86400000, NULL, NULL,
+     0 /* the tiers' queues are declared at start */, OFF(issue.nretry_delays)},
     INT("issue.batch_size", issue.batch_size, "500", 1, 10000, F_RELOAD),
     INT("issue.sweep_interval_ms", issue.sweep_interval_ms, "1000", 100, 3600000, F_RELOAD),
     INT("issue.batch_wait_ms", issue.batch_wait_ms, "5", 0, 10000, F_RELOAD),

@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "log.h"
 #include "publish.h"
+#include "signature.h"
 #include "store.h"
 
 typedef struct ctl {
@@ -441,5 +442,6 @@ int main(int argc, char **argv)
      * shape getopt expects. */
     rc = cmd->run(&ctl, argc - optind - words + 1, argv + optind + words - 1);
     cfg_free(&ctl.cfg);
+    sig_thread_cleanup();
     return rc;
 }

@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "lane.h"
 #include "log.h"
+#include "signature.h"
 
 static void usage(FILE *out)
 {
@@ -86,5 +87,6 @@ int main(int argc, char **argv)
     }
     cli_free(&cli);
     cfg_free(&cfg);
+    sig_thread_cleanup();
     return rc;
 }

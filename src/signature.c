@@ -8,7 +8,8 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/core_names.h>
+#include <openssl/params.h>
 
 #define SIG_MAC_LEN 32 /* bytes of an HMAC-SHA256 */
 #define SIG_HEX_LEN (2 * SIG_MAC_LEN)
@@ -57,20 +58,67 @@ static int hex_value(unsigned char c)
     return -1;
 }
 
+/* One keyed HMAC context per thread, for the key used last: OpenSSL 3's
+ * one-shot HMAC() looks the algorithm up and hashes the key on every call,
+ * which costs more than the MAC of a notification itself. */
+static __thread struct {
+    EVP_MAC_CTX *ctx;
+    unsigned char secret[SIG_SECRET_MAX];
+    size_t len;
+} mac_cache;
+
+static EVP_MAC_CTX *keyed_ctx(const sig_key_t *key)
+{
+    static const unsigned char empty[1];
+    OSSL_PARAM params[2];
+    EVP_MAC *hmac;
+
+    if (mac_cache.ctx && mac_cache.len == key->secret_len &&
+        CRYPTO_memcmp(mac_cache.secret, key->secret, key->secret_len) == 0)
+        return EVP_MAC_init(mac_cache.ctx, NULL, 0, NULL) ? mac_cache.ctx : NULL;
+    EVP_MAC_CTX_free(mac_cache.ctx);
+    mac_cache.ctx = NULL;
+    if (!(hmac = EVP_MAC_fetch(NULL, "HMAC", NULL)))
+        return NULL;
+    mac_cache.ctx = EVP_MAC_CTX_new(hmac);
+    EVP_MAC_free(hmac); /* the context keeps its own reference */
+    if (!mac_cache.ctx)
+        return NULL;
+    params[0] = OSSL_PARAM_construct_utf8_string("digest", "SHA256", 0);
+    params[1] = OSSL_PARAM_construct_end();
+    if (!EVP_MAC_init(mac_cache.ctx, key->secret_len ? key->secret : empty, key->secret_len,
+                      params)) {
+        EVP_MAC_CTX_free(mac_cache.ctx);
+        mac_cache.ctx = NULL;
+        return NULL;
+    }
+    memcpy(mac_cache.secret, key->secret, key->secret_len);
+    mac_cache.len = key->secret_len;
+    return mac_cache.ctx;
+}
+
 /* HMAC-SHA256 of body under key into mac; 0 or -1. */
 static int compute_mac(const sig_key_t *key, const void *body, size_t len,
                        unsigned char mac[SIG_MAC_LEN])
 {
     static const unsigned char empty[1];
-    unsigned int maclen = 0;
+    EVP_MAC_CTX *ctx;
+    size_t maclen = 0;
 
-    if (key->secret_len > SIG_SECRET_MAX)
+    if (key->secret_len > SIG_SECRET_MAX || !(ctx = keyed_ctx(key)))
         return -1;
-    if (!HMAC(EVP_sha256(), key->secret_len ? key->secret : empty, (int)key->secret_len,
-              body ? body : empty, len, mac, &maclen) ||
-        maclen != SIG_MAC_LEN)
+    if (!EVP_MAC_update(ctx, body ? body : empty, len) ||
+        !EVP_MAC_final(ctx, mac, &maclen, SIG_MAC_LEN) || maclen != SIG_MAC_LEN)
         return -1;
     return 0;
+}
+
+void sig_thread_cleanup(void)
+{
+    EVP_MAC_CTX_free(mac_cache.ctx);
+    OPENSSL_cleanse(mac_cache.secret, sizeof mac_cache.secret);
+    mac_cache.ctx = NULL;
+    mac_cache.len = 0;
 }
 
 int sig_sign(const sig_key_t *key, const void *body, size_t len, char *out, size_t outlen)

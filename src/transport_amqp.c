@@ -22,6 +22,8 @@ typedef struct amqp_pub {
     bool up;
     uint64_t next_tag;  /* delivery tag of the next publish on the channel */
     const char *target; /* queue the lane's publishers send to */
+    uint64_t base;      /* delivery tag of the batch's first message */
+    size_t sent;        /* how many of the batch are written */
 } amqp_pub_t;
 
 /* Describes a failed RPC in one line. */
@@ -291,12 +293,29 @@ static void settle(tp_msg_t *msgs, size_t n, uint64_t base, uint64_t tag, bool m
     }
 }
 
+/* Writes the batch's next messages while fewer than CONFIRM_WINDOW are
+ * unconfirmed. Returns -1 (all pending refused) when the connection broke. */
+static int send_window(transport_t *tp, amqp_pub_t *ap, tp_msg_t *msgs, size_t n, size_t settled)
+{
+    while (ap->sent < n && ap->sent - settled < CONFIRM_WINDOW) {
+        if (publish_one(tp, ap, &msgs[ap->sent]) != AMQP_STATUS_OK) {
+            log_warn("%s: publish failed; the connection is reset", tp->name);
+            drop_connection(ap);
+            tp_refuse_pending(msgs, n, "connection lost before confirm");
+            return -1;
+        }
+        ap->sent++;
+        ap->next_tag++;
+    }
+    return 0;
+}
+
+/* Reconnects if needed and writes the first window, so the broker works on
+ * it while the caller starts the other lane. */
 static void amqp_publish_begin(transport_t *tp, tp_msg_t *msgs, size_t n)
 {
     amqp_pub_t *ap = tp->impl;
     char err[CP_ERRLEN];
-    (void)msgs;
-    (void)n;
     if (!ap->up) {
         if (amqp_connect(tp, &ap->conn, err, sizeof err) == 0) {
             ap->up = true;
@@ -306,15 +325,19 @@ static void amqp_publish_begin(transport_t *tp, tp_msg_t *msgs, size_t n)
             log_warn("%s: %s", tp->name, err);
         }
     }
+    ap->base = ap->next_tag;
+    ap->sent = 0;
+    if (ap->up)
+        (void)send_window(tp, ap, msgs, n, 0);
 }
 
-/* Publishes with at most CONFIRM_WINDOW messages unconfirmed, reading
- * confirms as they come, until all are settled or the deadline passes. */
+/* Goes on publishing with at most CONFIRM_WINDOW messages unconfirmed,
+ * reading confirms as they come, until all are settled or the deadline. */
 static void amqp_publish_end(transport_t *tp, tp_msg_t *msgs, size_t n, int64_t deadline_ms)
 {
     amqp_pub_t *ap = tp->impl;
-    uint64_t base = ap->next_tag;
-    size_t sent = 0, settled = 0;
+    uint64_t base = ap->base;
+    size_t settled = 0;
 
     if (!ap->up) {
         tp_refuse_pending(msgs, n, "broker unavailable");
@@ -326,16 +349,8 @@ static void amqp_publish_end(transport_t *tp, tp_msg_t *msgs, size_t n, int64_t 
         int64_t left;
         int st;
 
-        while (sent < n && sent - settled < CONFIRM_WINDOW) {
-            if (publish_one(tp, ap, &msgs[sent]) != AMQP_STATUS_OK) {
-                log_warn("%s: publish failed; the connection is reset", tp->name);
-                drop_connection(ap);
-                tp_refuse_pending(msgs, n, "connection lost before confirm");
-                return;
-            }
-            sent++;
-            ap->next_tag++;
-        }
+        if (send_window(tp, ap, msgs, n, settled) != 0)
+            return;
         left = deadline_ms - tp_now_ms();
         if (left <= 0)
             break;

@@ -94,7 +94,7 @@ static int kafka_open_publisher(transport_t *tp, char *err, size_t errlen)
     const cfg_kafka_t *k = &tp->desc.cfg->kafka;
     kafka_pub_t *kp = calloc(1, sizeof *kp);
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    char timeout[16], cerr[256];
+    char timeout[16], inflight[8], cerr[256];
     int rc;
 
     if (!kp || !conf) {
@@ -103,7 +103,9 @@ static int kafka_open_publisher(transport_t *tp, char *err, size_t errlen)
         goto fail;
     }
     snprintf(timeout, sizeof timeout, "%d", tp->desc.timeout_ms);
+    snprintf(inflight, sizeof inflight, "%d", k->max_in_flight);
     if (set(conf, "bootstrap.servers", k->brokers, cerr, sizeof cerr) ||
+        set(conf, "max.in.flight.requests.per.connection", inflight, cerr, sizeof cerr) ||
         set(conf, "enable.idempotence", "true", cerr, sizeof cerr) ||
         set(conf, "acks", "all", cerr, sizeof cerr) ||
         set(conf, "message.timeout.ms", timeout, cerr, sizeof cerr) ||
