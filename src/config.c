@@ -838,10 +838,11 @@ static void format_def(const cfg_t *cfg, const cfg_def_t *d, char *out, size_t n
     switch (d->type) {
     case T_STR: {
         const char *s = *(char *const *)f ? *(char *const *)f : "";
-        char masked[4096];
+        /* Room for the quotes: the value is cut, never the closing quote. */
+        char masked[4000];
         snprintf(masked, sizeof masked, "%s", s);
         mask_inline_password(masked);
-        snprintf(out, n, "\"%s\"", masked);
+        snprintf(out, n, "\"%.3990s\"", masked);
         break;
     }
     case T_SECRET:

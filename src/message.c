@@ -682,7 +682,7 @@ static msg_status_t check_fields(const json_t *root, int max_version, msg_paymen
     const json_t *v = json_object_get(root, "v");
     char got[QUOTE_MAX * 4 + 32];
     msg_status_t st;
-    int64_t i64;
+    int64_t i64 = 0;
 
     if (max_version < 1)
         max_version = 1;
