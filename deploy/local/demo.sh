@@ -2,8 +2,8 @@
 # demo.sh: from a fresh Debian machine to a running coupond: installs what is
 # missing, builds, starts the local PostgreSQL, RabbitMQ and Kafka host,
 # migrates the store, checks the configuration and sets up demonstration
-# deals, starts an L consumer, publishes a demonstration load and shows the
-# orders issued.
+# deals, starts an L and a W consumer, publishes a demonstration load and
+# shows the orders issued.
 #
 # usage: deploy/local/demo.sh [N]   (N notifications, default 1000)
 set -euo pipefail
@@ -37,15 +37,18 @@ ctl deal set 1001 --price-cents 1500 --currency USD
 ctl deal set 1002 --price-cents 990 --currency EUR
 ctl deal set 1003 --price-cents 500 --currency JPY --inactive
 
-step "L consumer"
+step "consumers"
 run_dir=$COUPOND_RUN_DIR
-if [[ -f $run_dir/coupond-l.pid ]] && kill -0 "$(cat "$run_dir/coupond-l.pid")" 2>/dev/null; then
-    echo "already running (pid $(cat "$run_dir/coupond-l.pid"))"
-else
-    "$BUILD/coupond" --role l >>"$run_dir/coupond-l.log" 2>&1 &
-    echo $! >"$run_dir/coupond-l.pid"
-    echo "started: pid $(cat "$run_dir/coupond-l.pid"), log $run_dir/coupond-l.log"
-fi
+for role in l w; do
+    pidfile=$run_dir/coupond-$role.pid
+    if [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+        echo "$role: already running (pid $(cat "$pidfile"))"
+    else
+        "$BUILD/coupond" --role "$role" >>"$run_dir/coupond-$role.log" 2>&1 &
+        echo $! >"$pidfile"
+        echo "$role: started, pid $(cat "$pidfile"), log $run_dir/coupond-$role.log"
+    fi
+done
 
 step "publish $N notifications"
 # Fresh order ids on every run; each embeds its user's shard (order % 100 == user % 100).
@@ -81,11 +84,12 @@ ctl status "$first"
 
 step "done"
 cat <<MSG
-The services and the L consumer keep running. Try:
+The services and both consumers keep running (W checks each order 10 s after it was
+published and finds it issued). Try:
   eval "\$($HERE/services.sh env)"
   $BUILD/couponctl status $first
   $BUILD/couponctl config get lanes.w.delay_ms
   psql -c 'SELECT state, count(*) FROM payments GROUP BY 1'
-Stop the consumer with: kill \$(cat $run_dir/coupond-l.pid)
+Stop the consumers with: kill \$(cat $run_dir/coupond-l.pid $run_dir/coupond-w.pid)
 Stop the services with: $HERE/services.sh down
 MSG
