@@ -2,6 +2,7 @@
  * quorum queues, persistent messages, publisher confirms. */
 #define _GNU_SOURCE
 #include <amqp.h>
+#include <inttypes.h>
 #include <cjson/cJSON.h>
 #include <amqp_framing.h>
 #include <amqp_ssl_socket.h>
@@ -421,7 +422,13 @@ typedef struct amqp_con {
     amqp_envelope_t *envs;        /* the last fetch */
     size_t nenvs, cap;
     int64_t retry_at_ms;
+    int64_t last_delivery_ms; /* or when the consumer started */
+    int64_t last_probe_ms;
+    bool probe_open; /* PROBE_CHANNEL is open */
 } amqp_con_t;
+
+#define PROBE_CHANNEL 2
+#define STALL_MS      5000 /* idle this long with messages ready: the consumer is stuck */
 
 static int amqp_con_connect(transport_t *tp, amqp_con_t *ac, char *err, size_t errlen)
 {
@@ -444,7 +451,28 @@ static int amqp_con_connect(transport_t *tp, amqp_con_t *ac, char *err, size_t e
         ac->conn = NULL;
         return reply_rc(r);
     }
+    ac->last_delivery_ms = ac->last_probe_ms = tp_now_ms();
+    ac->probe_open = false;
     return 0;
+}
+
+/* Messages ready in the work queue (a passive declare on a channel of its
+ * own), or -1 when the question could not be asked. */
+static int64_t ready_messages(transport_t *tp, amqp_con_t *ac)
+{
+    amqp_queue_declare_ok_t *ok;
+    if (!ac->probe_open) {
+        if (!amqp_channel_open(ac->conn, PROBE_CHANNEL))
+            return -1;
+        ac->probe_open = true;
+    }
+    ok = amqp_queue_declare(ac->conn, PROBE_CHANNEL, amqp_cstring_bytes(tp->desc.cfg->amqp.queue),
+                            1, 0, 0, 0, amqp_empty_table);
+    if (!ok) {
+        ac->probe_open = false; /* a failed declare closes the channel */
+        return -1;
+    }
+    return ok->message_count;
 }
 
 static int amqp_open_consumer(transport_t *tp, char *err, size_t errlen)
@@ -586,13 +614,28 @@ static int amqp_fetch(transport_t *tp, tp_delivery_t *out, size_t max, int wait_
                                      .raw = e};
             n++;
             ac->nenvs = n;
+            ac->last_delivery_ms = tp_now_ms();
             continue;
         }
         if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
-            r.library_error == AMQP_STATUS_TIMEOUT)
-            break;
-        if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
-            r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
+            r.library_error == AMQP_STATUS_TIMEOUT) {
+            int64_t now = tp_now_ms(), ready;
+            if (n > 0 || now - ac->last_delivery_ms < STALL_MS ||
+                now - ac->last_probe_ms < STALL_MS)
+                break;
+            /* A consumer registered while a quorum queue had no leader yet
+             * (a broker restart) can stay silent: if messages wait and none
+             * come, start over. */
+            ac->last_probe_ms = now;
+            ready = ready_messages(tp, ac);
+            if (ready <= 0)
+                break;
+            snprintf(err, errlen,
+                     "%s: %" PRId64 " messages ready but none delivered for %d s; "
+                     "reconnecting",
+                     tp->name, ready, (int)((now - ac->last_delivery_ms) / 1000));
+        } else if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+                   r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
             if (amqp_other_frame(tp, ac, err, errlen) == 0)
                 continue;
         } else {
