@@ -219,6 +219,18 @@ store_rc_t store_outbox_take(store_t *st, store_outbox_row_t *rows, size_t max, 
 store_rc_t store_outbox_sent(store_t *st, const int64_t *ids, size_t n, char *err,
                              size_t errlen) CP_MUSTCHECK;
 
+/* Which of order_ids[0..n) are already issued or refunded (final states:
+ * the triggers allow no way back), in one lock-free round trip: finished[i].
+ * W checks a batch with it before trying to issue the rest. */
+store_rc_t store_finished(store_t *st, const int64_t *order_ids, size_t n, bool *finished,
+                          char *err, size_t errlen) CP_MUSTCHECK;
+
+/* Turns synchronous_commit off (or on) for this session, now and after every
+ * reconnect. For the L lane only: it acknowledges before it issues and W
+ * re-checks every order, so a commit lost to a database crash is a failure W
+ * already covers. */
+void store_set_async_commit(store_t *st, bool on);
+
 /* A message that cannot be processed: malformed, forged, oversized, or in
  * conflict with a stored payment. */
 typedef struct store_letter {

@@ -35,6 +35,8 @@ typedef struct w_lane {
     store_result_t *res;
     tp_msg_t *retries;
     char (*retry_dest)[256];
+    int64_t *ids;
+    bool *finished;
     size_t cap;
     int64_t next_sweep_ms;
 } w_lane_t;
@@ -83,6 +85,8 @@ static int grow(w_lane_t *w, size_t n)
     GROW(res);
     GROW(retries);
     GROW(retry_dest);
+    GROW(ids);
+    GROW(finished);
 #undef GROW
     w->cap = n;
     return 0;
@@ -140,7 +144,26 @@ static int work(w_lane_t *w, size_t n)
                 return -1;
             continue;
         }
-        w->ps[nitems++] = it->p;
+        w->ids[nitems++] = it->p.order_id;
+    }
+    if (nitems == 0)
+        return 0;
+
+    /* Most orders were issued by L long ago: find those in one lock-free
+     * round trip (issued and refunded are final) and leave only the rest. */
+    if (store_finished(w->lc->store, w->ids, nitems, w->finished, err, sizeof err) != STORE_OK) {
+        log_warn("store failed during a batch; it will be delivered again: %s", err);
+        return -1;
+    }
+    {
+        size_t kept = 0;
+        for (size_t k = 0; k < nitems; k++) {
+            if (w->finished[k])
+                continue;
+            w->items[kept] = w->items[k];
+            w->ps[kept++] = w->items[k].p;
+        }
+        nitems = kept;
     }
     if (nitems == 0)
         return 0;
@@ -389,5 +412,7 @@ int lane_w_run(lane_ctx_t *lc)
     free(w.res);
     free(w.retries);
     free(w.retry_dest);
+    free(w.ids);
+    free(w.finished);
     return rc;
 }

@@ -40,6 +40,7 @@ enum stmt_id {
     STMT_SWEEP_UNLOCK,
     STMT_OUTBOX_TAKE,
     STMT_OUTBOX_SENT,
+    STMT_FINISHED,
     STMT_COUNT
 };
 
@@ -104,6 +105,8 @@ static const struct {
     [STMT_OUTBOX_SENT] = {"coupond_outbox_sent", 1,
         "UPDATE refund_outbox SET sent_at = now(), attempts = attempts + 1 "
         "WHERE id = ANY($1::bigint[]) AND sent_at IS NULL"},
+    [STMT_FINISHED] = {"coupond_finished", 1,
+        "SELECT order_id FROM payments WHERE order_id = ANY($1::bigint[]) AND state <> 'pending'"},
 };
 // clang-format on
 
@@ -112,6 +115,7 @@ struct store {
     char *conninfo;
     char *password; /* NULL: libpq's own sources */
     int statement_timeout_ms;
+    bool async_commit; /* synchronous_commit = off on this session */
     bool prepared[STMT_COUNT];
     bool sweep_locked;          /* this session holds the sweeper's advisory lock */
     int backoff_ms;             /* 0 while healthy */
@@ -261,8 +265,9 @@ static store_rc_t connect_once(store_t *st, char *err, size_t errlen)
     }
     PQsetNoticeProcessor(conn, quiet_notices, NULL);
 
-    char sql[64];
-    snprintf(sql, sizeof sql, "SET statement_timeout = %d", st->statement_timeout_ms);
+    char sql[128];
+    snprintf(sql, sizeof sql, "SET statement_timeout = %d; SET synchronous_commit = %s",
+             st->statement_timeout_ms, st->async_commit ? "off" : "on");
     PGresult *r = PQexec(conn, sql);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         set_err(st->last_error, sizeof st->last_error, "cannot set up the store session: %s",
@@ -1360,6 +1365,53 @@ store_rc_t store_dead_letter(store_t *st, const store_letter_t *dl, int64_t *id,
         *id = PQntuples(r) == 1 ? get_i64(r, 0, 0) : 0;
     if (seen)
         *seen = PQntuples(r) == 1 ? (int)get_i64(r, 0, 1) : 0;
+    PQclear(r);
+    return STORE_OK;
+}
+
+void store_set_async_commit(store_t *st, bool on)
+{
+    st->async_commit = on;
+    if (st->conn) {
+        PGresult *r =
+            PQexec(st->conn, on ? "SET synchronous_commit = off" : "SET synchronous_commit = on");
+        PQclear(r);
+    }
+}
+
+store_rc_t store_finished(store_t *st, const int64_t *order_ids, size_t n, bool *finished,
+                          char *err, size_t errlen)
+{
+    char *arr, *p;
+    PGresult *r;
+    store_rc_t rc;
+
+    memset(finished, 0, n * sizeof *finished);
+    if (n == 0)
+        return STORE_OK;
+    arr = malloc(n * 21 + 3);
+    if (!arr) {
+        set_err(err, errlen, "finished: out of memory");
+        return STORE_E_INVALID;
+    }
+    p = arr;
+    *p++ = '{';
+    for (size_t i = 0; i < n; i++)
+        p += sprintf(p, "%s%" PRId64, i ? "," : "", order_ids[i]);
+    *p++ = '}';
+    *p = '\0';
+    const char *params[1] = {arr};
+    rc = run(st, STMT_FINISHED, params, "finished orders", &r, err, errlen);
+    free(arr);
+    if (rc != STORE_OK)
+        return rc;
+    /* Few rows, small batches: a nested scan is cheaper than a hash here. */
+    for (int row = 0; row < PQntuples(r); row++) {
+        int64_t id = get_i64(r, row, 0);
+        for (size_t i = 0; i < n; i++)
+            if (order_ids[i] == id)
+                finished[i] = true;
+    }
     PQclear(r);
     return STORE_OK;
 }
