@@ -112,6 +112,10 @@ int lane_l_run(lane_ctx_t *lc)
 
     if ((rc = lane_store_wait(lc)) != 0)
         return rc < 0 ? CP_EXIT_OK : rc;
+    /* L acknowledged first and W re-checks every order: a commit lost to a
+     * database crash is one more failure W covers, so L need not wait for
+     * the WAL flush. */
+    store_set_async_commit(lc->store, true);
     log_info("L lane starting: %s %s, batches of %d", cfg_transport_name(lc->cfg->lane_l.transport),
              lc->cfg->lane_l.transport == CFG_TRANSPORT_KAFKA ? lc->cfg->lane_l.kafka.topic
                                                               : lc->cfg->lane_l.amqp.queue,
