@@ -22,7 +22,8 @@ typedef struct cfg_kafka {
     char *topic;
     char *group;
     int session_timeout_ms;
-    int max_in_flight; /* produce requests in flight per broker connection (1-5) */
+    int max_in_flight;     /* produce requests in flight per broker connection (1-5) */
+    int fetch_wait_max_ms; /* how long a broker may hold an empty fetch */
 } cfg_kafka_t;
 
 typedef struct cfg_amqp {

@@ -124,6 +124,7 @@ static int check_name(const char *v, char *why, size_t n)
         INT("lanes." L ".kafka.session_timeout_ms", F.kafka.session_timeout_ms, "10000", 1000,     \
             300000, 0),                                                                            \
         INT("lanes." L ".kafka.max_in_flight", F.kafka.max_in_flight, "5", 1, 5, 0),               \
+        INT("lanes." L ".kafka.fetch_wait_max_ms", F.kafka.fetch_wait_max_ms, "500", 1, 60000, 0), \
         STR("lanes." L ".amqp.url", F.amqp.url, "amqp://guest@localhost:5672/%2f", check_amqp_url, \
             0),                                                                                    \
         SECRET("lanes." L ".amqp.password", F.amqp.password),                                      \

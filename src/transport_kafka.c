@@ -241,7 +241,7 @@ static int kafka_open_consumer(transport_t *tp, char *err, size_t errlen)
     kafka_con_t *kc = calloc(1, sizeof *kc);
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_topic_partition_list_t *subs = NULL;
-    char session[16], cerr[256];
+    char session[16], fetch_wait[16], cerr[256];
     rd_kafka_resp_err_t e;
     int rc;
 
@@ -251,6 +251,7 @@ static int kafka_open_consumer(transport_t *tp, char *err, size_t errlen)
         goto fail;
     }
     snprintf(session, sizeof session, "%d", k->session_timeout_ms);
+    snprintf(fetch_wait, sizeof fetch_wait, "%d", k->fetch_wait_max_ms);
     /* Offsets are committed by tp_ack only, after the lane decided to. */
     if (set(conf, "bootstrap.servers", k->brokers, cerr, sizeof cerr) ||
         set(conf, "group.id", k->group, cerr, sizeof cerr) ||
@@ -258,6 +259,9 @@ static int kafka_open_consumer(transport_t *tp, char *err, size_t errlen)
         set(conf, "enable.auto.offset.store", "false", cerr, sizeof cerr) ||
         set(conf, "auto.offset.reset", "earliest", cerr, sizeof cerr) ||
         set(conf, "session.timeout.ms", session, cerr, sizeof cerr) ||
+        set(conf, "fetch.wait.max.ms", fetch_wait, cerr, sizeof cerr) ||
+        /* A batch or two is all the lane needs buffered, not librdkafka's 64 MiB. */
+        set(conf, "queued.max.messages.kbytes", "4096", cerr, sizeof cerr) ||
         set(conf, "log.connection.close", "false", cerr, sizeof cerr)) {
         snprintf(err, errlen, "%s: %s", tp->name, cerr);
         rc = CP_EXIT_USAGE;
@@ -322,9 +326,11 @@ static int kafka_fetch(transport_t *tp, tp_delivery_t *out, size_t max, int wait
         kc->msgs = grown;
         kc->cap = max;
     }
-    /* The first call waits for a message; the next ones top the batch up. */
-    got = rd_kafka_consume_batch_queue(kc->queue, wait_ms, kc->msgs, max);
-    if (got > 0 && (size_t)got < max && batch_wait_ms > 0) {
+    /* Wait for one message only (a batch call would wait its whole timeout
+     * for a full batch), then take what is queued, topping up for at most
+     * batch_wait_ms. */
+    got = rd_kafka_consume_batch_queue(kc->queue, wait_ms, kc->msgs, 1);
+    if (got > 0 && max > 1) {
         ssize_t more = rd_kafka_consume_batch_queue(kc->queue, batch_wait_ms, kc->msgs + got,
                                                     max - (size_t)got);
         if (more > 0)
