@@ -13,7 +13,7 @@ enum {
 };
 
 /* Functions whose status must be looked at. */
-#define CP_MUSTCHECK __attribute__((warn_unused_result))
+#define CP_MUSTCHECK    __attribute__((warn_unused_result))
 #define CP_PRINTF(f, a) __attribute__((format(printf, f, a)))
 
 #define CP_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
