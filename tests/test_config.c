@@ -223,9 +223,8 @@ static void test_masking(void)
 static void test_reload(void)
 {
     char err[CP_ERRLEN], note[512];
-    char *s1[] = {"log.level=info"},
-         *s2[] = {"log.level=debug", "cluster=dc2", "issue.retry_delays_ms=1,2",
-                  "issue.batch_size=7"};
+    char *s1[] = {"log.level=info"}, *s2[] = {"log.level=debug", "cluster=dc2",
+                                              "issue.retry_delays_ms=1,2", "issue.batch_size=7"};
     cfg_t cur, next;
     CHECK(load_parts(&cur, NULL, NULL, NULL, s1, 1, err, sizeof err) == 0);
     CHECK(load_parts(&next, NULL, NULL, NULL, s2, 4, err, sizeof err) == 0);
