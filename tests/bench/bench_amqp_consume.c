@@ -16,7 +16,6 @@
 #define _GNU_SOURCE
 #include <amqp.h>
 #include <amqp_framing.h>
-#include <amqp_tcp_socket.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,12 +23,13 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "bench_common.h"
 #include "config.h"
 #include "log.h"
 #include "signature.h"
 
-#define MAX_SETS       32
-#define MAX_ROUNDS     15
+#define PROG           "bench_amqp_consume"
+#define MAX_ROUNDS     BENCH_MAX_ROUNDS
 #define CONFIRM_WINDOW 2048 /* src/transport_amqp.c */
 #define FIRST_WAIT_MS  200  /* W_FETCH_WAIT_MS in src/lane_w.c */
 #define CH             1
@@ -40,78 +40,21 @@ typedef struct note {
     char sig[SIG_HEADER_MAX + 1];
 } note_t;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static int reply_ok(amqp_connection_state_t conn, const char *what)
 {
-    amqp_rpc_reply_t r = amqp_get_rpc_reply(conn);
-    if (r.reply_type == AMQP_RESPONSE_NORMAL)
-        return 0;
-    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION)
-        fprintf(stderr, "bench_amqp_consume: %s: %s\n", what, amqp_error_string2(r.library_error));
-    else
-        fprintf(stderr, "bench_amqp_consume: %s: refused by the broker\n", what);
-    return -1;
+    return bench_amqp_ok(PROG, false, conn, what);
 }
 
 static amqp_connection_state_t connect_amqp(const cfg_amqp_t *a)
 {
-    struct amqp_connection_info info;
-    amqp_connection_state_t conn = amqp_new_connection();
-    amqp_socket_t *sock = amqp_tcp_socket_new(conn);
-    char *url = strdup(a->url);
-
-    if (!url || amqp_parse_url(url, &info) != AMQP_STATUS_OK) {
-        fprintf(stderr, "bench_amqp_consume: cannot parse the AMQP URL\n");
-        goto fail;
-    }
-    if (!sock || amqp_socket_open(sock, info.host, info.port) != AMQP_STATUS_OK) {
-        fprintf(stderr, "bench_amqp_consume: cannot connect to %s:%d\n", info.host, info.port);
-        goto fail;
-    }
-    if (amqp_login(conn, info.vhost, 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, info.user,
-                   a->password ? a->password : info.password)
-            .reply_type != AMQP_RESPONSE_NORMAL) {
-        fprintf(stderr, "bench_amqp_consume: AMQP login failed\n");
-        goto fail;
-    }
-    amqp_channel_open(conn, CH);
-    if (reply_ok(conn, "opening a channel") != 0)
-        goto fail;
-    free(url);
-    return conn;
-fail:
-    free(url);
-    amqp_destroy_connection(conn);
-    return NULL;
-}
-
-static void close_amqp(amqp_connection_state_t conn)
-{
-    amqp_channel_close(conn, CH, AMQP_REPLY_SUCCESS);
-    amqp_connection_close(conn, AMQP_REPLY_SUCCESS);
-    amqp_destroy_connection(conn);
-}
-
-static amqp_table_entry_t entry_str(const char *key, const char *value)
-{
-    amqp_table_entry_t e;
-    e.key = amqp_cstring_bytes(key);
-    e.value.kind = AMQP_FIELD_KIND_UTF8;
-    e.value.value.bytes = amqp_cstring_bytes(value);
-    return e;
+    return bench_amqp_open(PROG, false, a, false);
 }
 
 /* Declares queue (quorum, durable, like the W work queue) and fills it with
  * the notes, confirms pipelined. */
 static int fill(amqp_connection_state_t conn, const char *queue, const note_t *notes, size_t n)
 {
-    amqp_table_entry_t qt = entry_str("x-queue-type", "quorum");
+    amqp_table_entry_t qt = bench_amqp_entry_str("x-queue-type", "quorum");
     size_t sent = 0, settled = 0;
     uint64_t floor = 1; /* every tag below is settled */
     unsigned char *done = calloc(n, 1);
@@ -131,13 +74,8 @@ static int fill(amqp_connection_state_t conn, const char *queue, const note_t *n
         struct timeval tv = {60, 0};
         while (sent < n && sent - settled < CONFIRM_WINDOW) {
             amqp_basic_properties_t props;
-            amqp_table_entry_t header = entry_str("signature", notes[sent].sig);
-            memset(&props, 0, sizeof props);
-            props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
-                           AMQP_BASIC_HEADERS_FLAG;
-            props.content_type = amqp_cstring_bytes("application/json");
-            props.delivery_mode = AMQP_DELIVERY_PERSISTENT;
-            props.headers = (amqp_table_t){1, &header};
+            amqp_table_entry_t header = bench_amqp_entry_str("signature", notes[sent].sig);
+            bench_amqp_note_props(&props, &header);
             if (amqp_basic_publish(conn, CH, amqp_empty_bytes, amqp_cstring_bytes(queue), 0, 0,
                                    &props, (amqp_bytes_t){notes[sent].len, notes[sent].body}) !=
                 AMQP_STATUS_OK) {
@@ -155,18 +93,11 @@ static int fill(amqp_connection_state_t conn, const char *queue, const note_t *n
              frame.payload.method.id == AMQP_BASIC_NACK_METHOD)) {
             /* ack and nack carry the same fields; a nack is a refusal */
             amqp_basic_ack_t *a = frame.payload.method.decoded;
-            uint64_t first = a->multiple ? floor : a->delivery_tag;
             if (frame.payload.method.id == AMQP_BASIC_NACK_METHOD) {
                 fprintf(stderr, "bench_amqp_consume: the broker refused a message\n");
                 goto out;
             }
-            for (uint64_t t = first; t <= a->delivery_tag && t <= n; t++)
-                if (!done[t - 1]) {
-                    done[t - 1] = 1;
-                    settled++;
-                }
-            if (a->multiple && a->delivery_tag + 1 > floor)
-                floor = a->delivery_tag + 1;
+            bench_settle(done, n, &floor, a->delivery_tag, a->multiple, &settled);
         } else if (frame.frame_type == AMQP_FRAME_METHOD) {
             fprintf(stderr, "bench_amqp_consume: the broker closed the channel\n");
             goto out;
@@ -206,7 +137,7 @@ static int drain(amqp_connection_state_t conn, const char *queue, size_t n, int 
             amqp_rpc_reply_t r = amqp_consume_message(conn, &envs[k], &tv, 0);
             if (r.reply_type == AMQP_RESPONSE_NORMAL) {
                 if (got == 0 && k == 0)
-                    t0 = now_s();
+                    t0 = bench_now_s();
                 k++;
                 continue;
             }
@@ -233,18 +164,12 @@ static int drain(amqp_connection_state_t conn, const char *queue, size_t n, int 
         got += k;
         (*batches)++;
     }
-    *secs = now_s() - t0;
+    *secs = bench_now_s() - t0;
     free(envs);
     return 0;
 fail:
     free(envs);
     return -1;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 static void usage(FILE *out)
@@ -262,11 +187,8 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
-    static const struct option longopts[] = {{"set", required_argument, NULL, 's'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
     const char *config = NULL, *queue = NULL;
-    char *sets[MAX_SETS], err[CP_ERRLEN];
+    char *sets[BENCH_MAX_SETS];
     int nsets = 0, c, rounds = 3, prefetch = 0, batch = 0, batch_wait = -1, rc = CP_EXIT_OK;
     double rate[MAX_ROUNDS];
     note_t *notes = NULL;
@@ -277,15 +199,14 @@ int main(int argc, char **argv)
     cfg_t cfg;
     const sig_key_t *key;
 
-    while ((c = getopt_long(argc, argv, "c:q:r:p:b:w:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:q:r:p:b:w:h", bench_longopts, NULL)) != -1) {
         switch (c) {
         case 'c':
             config = optarg;
             break;
         case 's':
-            if (nsets == MAX_SETS)
+            if (bench_add_set(sets, &nsets, optarg) != 0)
                 goto bad;
-            sets[nsets++] = optarg;
             break;
         case 'q':
             queue = optarg;
@@ -320,14 +241,9 @@ int main(int argc, char **argv)
     if (optind != argc - 1 || !queue)
         goto bad;
     log_init("bench", "amqp", LOG_WARN, false);
-    if (!cfg_locate(config)) {
-        fprintf(stderr, "bench_amqp_consume: no configuration: -c CONFIG or COUPOND_CONFIG\n");
+    if (bench_cfg_load(&cfg, PROG, config, sets, nsets,
+                       "no configuration: -c CONFIG or COUPOND_CONFIG") != 0)
         return CP_EXIT_USAGE;
-    }
-    if (cfg_load(&cfg, cfg_locate(config), sets, nsets, err, sizeof err) != 0) {
-        fprintf(stderr, "bench_amqp_consume: %s\n", err);
-        return CP_EXIT_USAGE;
-    }
     if (!prefetch)
         prefetch = cfg.lane_w.amqp.prefetch;
     if (!batch)
@@ -344,13 +260,9 @@ int main(int argc, char **argv)
         cfg_free(&cfg);
         return CP_EXIT_USAGE;
     }
-    while ((len = getline(&line, &cap, in)) > 0) {
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-            len--;
-        if (len == 0)
-            continue;
+    while ((len = bench_read_line(in, &line, &cap)) > 0) {
         if (n == ncap) {
-            note_t *grown = realloc(notes, (ncap = ncap ? 2 * ncap : 4096) * sizeof *notes);
+            note_t *grown = bench_grow(notes, &ncap, sizeof *notes);
             if (!grown)
                 goto oom;
             notes = grown;
@@ -387,7 +299,7 @@ int main(int argc, char **argv)
             goto out;
         }
         frc = fill(pub, name, notes, n);
-        close_amqp(pub);
+        bench_amqp_close(pub);
         con = frc == 0 ? connect_amqp(&cfg.lane_w.amqp) : NULL;
         if (con && drain(con, name, n, prefetch, (size_t)batch, batch_wait, &secs, &batches) == 0) {
             rate[r] = (double)n / secs;
@@ -398,19 +310,17 @@ int main(int argc, char **argv)
             rc = CP_EXIT_FAILURE;
         }
         if (con)
-            close_amqp(con);
+            bench_amqp_close(con);
         /* the queue goes, whatever happened */
         if ((con = connect_amqp(&cfg.lane_w.amqp))) {
             amqp_queue_delete(con, CH, amqp_cstring_bytes(name), 0, 0);
             reply_ok(con, "deleting the queue");
-            close_amqp(con);
+            bench_amqp_close(con);
         }
         if (rc != CP_EXIT_OK)
             goto out;
     }
-    qsort(rate, (size_t)rounds, sizeof *rate, cmp_double);
-    printf("raw_ceiling_msgs_per_s %.0f\n",
-           rounds % 2 ? rate[rounds / 2] : (rate[rounds / 2 - 1] + rate[rounds / 2]) / 2);
+    printf("raw_ceiling_msgs_per_s %.0f\n", bench_median(rate, rounds));
 out:
     fclose(in);
     for (size_t i = 0; i < n; i++)

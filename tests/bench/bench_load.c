@@ -41,13 +41,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_common.h"
 #include "config.h"
 #include "log.h"
 #include "message.h"
 #include "publish.h"
 
 #define BODY_MAX 512
-#define MAX_SETS 32
 #define PRICE    1990
 
 typedef struct gen {
@@ -55,13 +55,6 @@ typedef struct gen {
     long long order_base;
     int deal, deals;
 } gen_t;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* Wall clock as RFC 3339 UTC with microseconds. */
 static void paid_now(char *out, size_t outlen)
@@ -88,18 +81,6 @@ static size_t make_body(const gen_t *g, size_t i, const char *paid_at, char *out
                      g->prefix, i, order, user, g->deal + (int)(i % (size_t)g->deals), qty,
                      qty * PRICE, paid_at, (size_t)(i * 2654435761u % 0xffffffffffffu));
     return n < 0 ? 0 : (size_t)n;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double pct(const double *sorted, size_t n, double p)
-{
-    size_t k = (size_t)(p * (double)(n - 1) + 0.5);
-    return n ? sorted[k] : 0;
 }
 
 static void usage(FILE *out)
@@ -132,10 +113,8 @@ static int commit_end(const char *config, char **sets, int nsets)
     int64_t held = 0;
     int rc = CP_EXIT_UNAVAIL;
 
-    if (!cfg_locate(config) || cfg_load(&cfg, cfg_locate(config), sets, nsets, err, sizeof err)) {
-        fprintf(stderr, "bench_load: %s\n", cfg_locate(config) ? err : "no configuration");
+    if (bench_cfg_load(&cfg, "bench_load", config, sets, nsets, "no configuration") != 0)
         return CP_EXIT_USAGE;
-    }
     conf = rd_kafka_conf_new();
     if (rd_kafka_conf_set(conf, "bootstrap.servers", cfg.lane_l.kafka.brokers, err, sizeof err) ||
         rd_kafka_conf_set(conf, "group.id", cfg.lane_l.kafka.group, err, sizeof err) ||
@@ -230,25 +209,18 @@ static int load(const gen_t *g, const char *config, char **sets, int nsets, doub
         rc = CP_EXIT_FAILURE;
         goto out0;
     }
-    if (!cfg_locate(config)) {
-        fprintf(stderr, "bench_load: no configuration: -c CONFIG or COUPOND_CONFIG\n");
-        rc = CP_EXIT_USAGE;
+    if ((rc = bench_cfg_load(&cfg, "bench_load", config, sets, nsets,
+                             "no configuration: -c CONFIG or COUPOND_CONFIG")) != 0)
         goto out0;
-    }
-    if (cfg_load(&cfg, cfg_locate(config), sets, nsets, err, sizeof err) != 0) {
-        fprintf(stderr, "bench_load: %s\n", err);
-        rc = CP_EXIT_USAGE;
-        goto out0;
-    }
     if ((rc = pub_open(&pub, &cfg, err, sizeof err)) != 0) {
         fprintf(stderr, "bench_load: %s\n", err);
         goto out;
     }
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cts);
     cpu0 = (double)cts.tv_sec + (double)cts.tv_nsec / 1e9;
-    t0 = now_s();
+    t0 = bench_now_s();
     while (sent < total) {
-        double now = now_s(), start;
+        double now = bench_now_s(), start;
         size_t due = ((size_t)((now - t0) * 1000.0 / tick_ms) + 1) * per_tick, k;
         if (due > total)
             due = total;
@@ -273,10 +245,10 @@ static int load(const gen_t *g, const char *config, char **sets, int nsets, doub
             char *b = bodies + i * BODY_MAX;
             notes[i] = (pub_note_t){b, make_body(g, sent + i, paid, b, BODY_MAX)};
         }
-        start = now_s();
+        start = bench_now_s();
         last_start = start;
         pub_send(pub, notes, k, res);
-        call_ms[nbatch++] = (now_s() - start) * 1000;
+        call_ms[nbatch++] = (bench_now_s() - start) * 1000;
         for (size_t i = 0; i < k; i++) {
             acc_l += res[i].status == MSG_OK && res[i].lane[PUB_LANE_L] == TP_ACCEPTED;
             acc_w += res[i].status == MSG_OK && res[i].lane[PUB_LANE_W] == TP_ACCEPTED;
@@ -290,15 +262,15 @@ static int load(const gen_t *g, const char *config, char **sets, int nsets, doub
         double span = last_start - t0 + tick_ms / 1000.0, cpu;
         clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cts);
         cpu = (double)cts.tv_sec + (double)cts.tv_nsec / 1e9 - cpu0;
-        qsort(call_ms, nbatch, sizeof *call_ms, cmp_double);
+        qsort(call_ms, nbatch, sizeof *call_ms, bench_cmp_double);
         printf("bench_load: target %.0f/s for %.1f s (%zu every %d ms); offered %zu in %.2f s = "
                "%.0f/s; %zu pub_send calls of %.1f on average (max %zu); %zu ticks behind "
                "schedule (at most %zu notifications behind); pub_send ms p50 %.1f p99 %.1f max "
                "%.1f; accepted by L %zu, by W %zu; publisher CPU %.0f%%\n",
                rate, seconds, per_tick, tick_ms, sent, span, (double)sent / span, nbatch,
                (double)sent / (double)nbatch, max_k, late_ticks, max_behind,
-               pct(call_ms, nbatch, 0.5), pct(call_ms, nbatch, 0.99), call_ms[nbatch - 1], acc_l,
-               acc_w, 100 * cpu / span);
+               bench_pct(call_ms, nbatch, 0.5), bench_pct(call_ms, nbatch, 0.99),
+               call_ms[nbatch - 1], acc_l, acc_w, 100 * cpu / span);
         printf("offered_per_s %.0f\n", (double)sent / span);
     }
     if (acc_l != sent)
@@ -316,18 +288,15 @@ out0:
 
 int main(int argc, char **argv)
 {
-    static const struct option longopts[] = {{"set", required_argument, NULL, 's'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
     gen_t g = {.prefix = "bench", .order_base = 1000000, .deal = 1, .deals = 50};
     const char *config = NULL;
-    char *sets[MAX_SETS];
+    char *sets[BENCH_MAX_SETS];
     int nsets = 0, c, tick_ms = 10, end = 0;
     long long gen_n = -1;
     double rate = 0, seconds = 0;
     long max_batch = 1000;
 
-    while ((c = getopt_long(argc, argv, "Eg:P:O:d:k:R:T:t:m:c:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "Eg:P:O:d:k:R:T:t:m:c:h", bench_longopts, NULL)) != -1) {
         switch (c) {
         case 'E':
             end = 1;
@@ -375,9 +344,8 @@ int main(int argc, char **argv)
             config = optarg;
             break;
         case 's':
-            if (nsets == MAX_SETS)
+            if (bench_add_set(sets, &nsets, optarg) != 0)
                 goto bad;
-            sets[nsets++] = optarg;
             break;
         case 'h':
             usage(stdout);

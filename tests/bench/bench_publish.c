@@ -29,7 +29,6 @@
 #define _GNU_SOURCE
 #include <amqp.h>
 #include <amqp_framing.h>
-#include <amqp_tcp_socket.h>
 #include <getopt.h>
 #include <librdkafka/rdkafka.h>
 #include <stdint.h>
@@ -41,6 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_common.h"
 #include "config.h"
 #include "log.h"
 #include "message.h"
@@ -54,7 +54,7 @@
 #define CONFIRM_WINDOW  2048 /* src/transport_amqp.c */
 #define KAFKA_LINGER_MS "2"  /* src/transport_kafka.c */
 #define WAIT_MS         120000
-#define MAX_ROUNDS      15
+#define MAX_ROUNDS      BENCH_MAX_ROUNDS
 #define KAFKA_TOPIC_RAW "coupond.bench.raw"
 #define KAFKA_TOPIC_L   "coupond.bench.l"
 
@@ -86,13 +86,6 @@ typedef struct bench {
     pub_note_t *notes;
     size_t body_bytes;
 } bench_t;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static double cpu_s(void)
 {
@@ -126,12 +119,12 @@ typedef struct span {
 
 static span_t span_begin(void)
 {
-    return (span_t){now_s(), cpu_s(), machine_busy_s()};
+    return (span_t){bench_now_s(), cpu_s(), machine_busy_s()};
 }
 
 static void span_end(const span_t *s, result_t *r)
 {
-    r->secs = now_s() - s->wall;
+    r->secs = bench_now_s() - s->wall;
     r->cpu = cpu_s() - s->cpu;
     r->machine = s->machine < 0 ? -1 : machine_busy_s() - s->machine;
 }
@@ -244,7 +237,7 @@ static rd_kafka_t *kafka_new(const bench_t *b, kafka_count_t *count, char *err, 
 /* Waits until the (auto-created) topic has metadata with partitions. */
 static int kafka_topic_ready(rd_kafka_t *rk, rd_kafka_topic_t *rkt, char *err, size_t errlen)
 {
-    double until = now_s() + 15;
+    double until = bench_now_s() + 15;
     rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
     do {
         const struct rd_kafka_metadata *md = NULL;
@@ -257,7 +250,7 @@ static int kafka_topic_ready(rd_kafka_t *rk, rd_kafka_topic_t *rkt, char *err, s
                 return 0;
         }
         usleep(100000);
-    } while (now_s() < until);
+    } while (bench_now_s() < until);
     snprintf(err, errlen, "topic not available: %s", rd_kafka_err2str(e));
     return -1;
 }
@@ -313,76 +306,14 @@ static int raw_kafka(const bench_t *b, const char *topic, result_t *r)
 
 static int amqp_ok(amqp_connection_state_t conn, const char *what)
 {
-    amqp_rpc_reply_t r = amqp_get_rpc_reply(conn);
-    if (r.reply_type == AMQP_RESPONSE_NORMAL)
-        return 0;
-    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION)
-        fprintf(stderr, "bench_publish: %s: %s\n", what, amqp_error_string2(r.library_error));
-    else if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
-             r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-        amqp_channel_close_t *c = r.reply.decoded;
-        fprintf(stderr, "bench_publish: %s: %u %.*s\n", what, c->reply_code, (int)c->reply_text.len,
-                (const char *)c->reply_text.bytes);
-    } else {
-        fprintf(stderr, "bench_publish: %s: failed\n", what);
-    }
-    return -1;
+    return bench_amqp_ok("bench_publish", true, conn, what);
 }
 
 /* Connects to the AMQP lane's broker and opens channel 1, in confirm mode
  * when confirms is set. */
 static amqp_connection_state_t amqp_open(const bench_t *b, bool confirms)
 {
-    const cfg_amqp_t *a = &b->amqp_lane->amqp;
-    struct amqp_connection_info info;
-    amqp_connection_state_t conn = amqp_new_connection();
-    amqp_socket_t *sock = amqp_tcp_socket_new(conn);
-    char *url = strdup(a->url);
-
-    if (!url || amqp_parse_url(url, &info) != AMQP_STATUS_OK) {
-        fprintf(stderr, "bench_publish: cannot parse the AMQP URL\n");
-        goto fail;
-    }
-    if (!sock || amqp_socket_open(sock, info.host, info.port) != AMQP_STATUS_OK) {
-        fprintf(stderr, "bench_publish: cannot connect to %s:%d\n", info.host, info.port);
-        goto fail;
-    }
-    if (amqp_login(conn, info.vhost, 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, info.user,
-                   a->password ? a->password : info.password)
-            .reply_type != AMQP_RESPONSE_NORMAL) {
-        fprintf(stderr, "bench_publish: AMQP login failed\n");
-        goto fail;
-    }
-    amqp_channel_open(conn, 1);
-    if (amqp_ok(conn, "opening a channel") != 0)
-        goto fail;
-    if (confirms) {
-        amqp_confirm_select(conn, 1);
-        if (amqp_ok(conn, "confirm.select") != 0)
-            goto fail;
-    }
-    free(url);
-    return conn;
-fail:
-    free(url);
-    amqp_destroy_connection(conn);
-    return NULL;
-}
-
-static void amqp_close(amqp_connection_state_t conn)
-{
-    amqp_channel_close(conn, 1, AMQP_REPLY_SUCCESS);
-    amqp_connection_close(conn, AMQP_REPLY_SUCCESS);
-    amqp_destroy_connection(conn);
-}
-
-static amqp_table_entry_t entry_str(const char *key, const char *value)
-{
-    amqp_table_entry_t e;
-    e.key = amqp_cstring_bytes(key);
-    e.value.kind = AMQP_FIELD_KIND_UTF8;
-    e.value.value.bytes = amqp_cstring_bytes(value);
-    return e;
+    return bench_amqp_open("bench_publish", true, &b->amqp_lane->amqp, confirms);
 }
 
 /* The queues the project declares for a lane with a delay
@@ -394,7 +325,7 @@ static int declare_lane(const bench_t *b, amqp_connection_state_t conn, const ch
     amqp_table_entry_t e[6];
     amqp_table_t args;
 
-    e[0] = entry_str("x-queue-type", "quorum");
+    e[0] = bench_amqp_entry_str("x-queue-type", "quorum");
     args = (amqp_table_t){1, e};
     amqp_queue_declare(conn, 1, amqp_cstring_bytes(work), 0, 1, 0, 0, args);
     if (amqp_ok(conn, "declaring the work queue") != 0)
@@ -402,10 +333,10 @@ static int declare_lane(const bench_t *b, amqp_connection_state_t conn, const ch
     e[1].key = amqp_cstring_bytes("x-message-ttl");
     e[1].value.kind = AMQP_FIELD_KIND_I64;
     e[1].value.value.i64 = b->amqp_lane->delay_ms;
-    e[2] = entry_str("x-dead-letter-exchange", "");
-    e[3] = entry_str("x-dead-letter-routing-key", work);
-    e[4] = entry_str("x-dead-letter-strategy", "at-least-once");
-    e[5] = entry_str("x-overflow", "reject-publish");
+    e[2] = bench_amqp_entry_str("x-dead-letter-exchange", "");
+    e[3] = bench_amqp_entry_str("x-dead-letter-routing-key", work);
+    e[4] = bench_amqp_entry_str("x-dead-letter-strategy", "at-least-once");
+    e[5] = bench_amqp_entry_str("x-overflow", "reject-publish");
     args = (amqp_table_t){6, e};
     amqp_queue_declare(conn, 1, amqp_cstring_bytes(delay), 0, 1, 0, 0, args);
     return amqp_ok(conn, "declaring the delay queue");
@@ -429,22 +360,7 @@ static void amqp_delete_queues(const bench_t *b, const char **queues, int nqueue
         if (ok && deleted)
             *deleted += ok->message_count;
     }
-    amqp_close(conn);
-}
-
-/* Marks tag settled; a multiple ack settles everything from *floor up. */
-static void settle(unsigned char *done, size_t n, uint64_t *floor, uint64_t tag, bool multiple,
-                   size_t *settled)
-{
-    uint64_t first = multiple ? *floor : tag;
-    for (uint64_t t = first; t <= tag && t <= n; t++) {
-        if (!done[t - 1]) {
-            done[t - 1] = 1;
-            (*settled)++;
-        }
-    }
-    if (multiple && tag + 1 > *floor)
-        *floor = tag + 1;
+    bench_amqp_close(conn);
 }
 
 static int raw_amqp(const bench_t *b, const char *work, const char *delay, result_t *r)
@@ -474,15 +390,10 @@ static int raw_amqp(const bench_t *b, const char *work, const char *delay, resul
 
         while (sent < b->n && sent - settled < CONFIRM_WINDOW) {
             amqp_basic_properties_t props;
-            amqp_table_entry_t header = entry_str("signature", b->sigs[sent]);
+            amqp_table_entry_t header = bench_amqp_entry_str("signature", b->sigs[sent]);
             amqp_bytes_t bytes = {b->lens[sent], (void *)body(b, sent)};
 
-            memset(&props, 0, sizeof props);
-            props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
-                           AMQP_BASIC_HEADERS_FLAG;
-            props.content_type = amqp_cstring_bytes("application/json");
-            props.delivery_mode = AMQP_DELIVERY_PERSISTENT;
-            props.headers = (amqp_table_t){1, &header};
+            bench_amqp_note_props(&props, &header);
             if (amqp_basic_publish(conn, 1, amqp_empty_bytes, amqp_cstring_bytes(delay), 0, 0,
                                    &props, bytes) != AMQP_STATUS_OK) {
                 fprintf(stderr, "bench_publish: raw rabbitmq: publish failed\n");
@@ -501,11 +412,11 @@ static int raw_amqp(const bench_t *b, const char *work, const char *delay, resul
         if (frame.frame_type == AMQP_FRAME_METHOD) {
             if (frame.payload.method.id == AMQP_BASIC_ACK_METHOD) {
                 amqp_basic_ack_t *a = frame.payload.method.decoded;
-                settle(done, b->n, &floor, a->delivery_tag, a->multiple, &settled);
+                bench_settle(done, b->n, &floor, a->delivery_tag, a->multiple, &settled);
             } else if (frame.payload.method.id == AMQP_BASIC_NACK_METHOD) {
                 amqp_basic_nack_t *a = frame.payload.method.decoded;
                 size_t before = settled;
-                settle(done, b->n, &floor, a->delivery_tag, a->multiple, &settled);
+                bench_settle(done, b->n, &floor, a->delivery_tag, a->multiple, &settled);
                 nacked += settled - before;
             } else if (frame.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD ||
                        frame.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD) {
@@ -522,7 +433,7 @@ static int raw_amqp(const bench_t *b, const char *work, const char *delay, resul
         fprintf(stderr, "bench_publish: raw rabbitmq: %zu nacked\n", nacked);
 out:
     if (rc == 0)
-        amqp_close(conn);
+        bench_amqp_close(conn);
     else
         amqp_destroy_connection(conn);
     free(done);
@@ -582,20 +493,6 @@ out:
 
 /* ------------------------------------------------------------ report */
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(const double *v, int n)
-{
-    double s[MAX_ROUNDS];
-    memcpy(s, v, (size_t)n * sizeof *v);
-    qsort(s, (size_t)n, sizeof *s, cmp_double);
-    return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
-}
-
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -650,7 +547,6 @@ int main(int argc, char **argv)
     double rate[M_COUNT][MAX_ROUNDS], cpu[M_COUNT][MAX_ROUNDS], mcpu[M_COUNT][MAX_ROUNDS];
     double busy[M_COUNT][MAX_ROUNDS], med[M_COUNT], slower;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    char err[CP_ERRLEN];
     int c, rc = CP_EXIT_OK, failed = 0;
     long v;
 
@@ -689,15 +585,10 @@ int main(int argc, char **argv)
         goto bad;
 
     log_init("bench", "publish", LOG_WARN, false);
-    if (!cfg_locate(b.config)) {
-        fprintf(stderr, "bench_publish: no configuration: give -c CONFIG or set COUPOND_CONFIG "
-                        "(eval \"$(deploy/local/services.sh env)\")\n");
+    if (bench_cfg_load(&b.cfg, "bench_publish", b.config, NULL, 0,
+                       "no configuration: give -c CONFIG or set COUPOND_CONFIG "
+                       "(eval \"$(deploy/local/services.sh env)\")") != 0)
         return CP_EXIT_USAGE;
-    }
-    if (cfg_load(&b.cfg, cfg_locate(b.config), NULL, 0, err, sizeof err) != 0) {
-        fprintf(stderr, "bench_publish: %s\n", err);
-        return CP_EXIT_USAGE;
-    }
     b.kafka_lane = b.cfg.lane_l.transport == CFG_TRANSPORT_KAFKA   ? &b.cfg.lane_l
                    : b.cfg.lane_w.transport == CFG_TRANSPORT_KAFKA ? &b.cfg.lane_w
                                                                    : NULL;
@@ -782,11 +673,11 @@ int main(int argc, char **argv)
     if (!b.want[M_KAFKA] || !b.want[M_AMQP] || !b.want[M_COUPOND]) {
         for (int m = 0; m < M_COUNT; m++)
             if (b.want[m])
-                printf("median %s: %.0f msgs/s\n", mname[m], median(rate[m], b.rounds));
+                printf("median %s: %.0f msgs/s\n", mname[m], bench_median(rate[m], b.rounds));
         goto out;
     }
     for (int m = 0; m < M_COUNT; m++)
-        med[m] = median(rate[m], b.rounds);
+        med[m] = bench_median(rate[m], b.rounds);
     slower = med[M_KAFKA] < med[M_AMQP] ? med[M_KAFKA] : med[M_AMQP];
     printf("\nmedian of %d round%s (%zu notifications each):\n", b.rounds, b.rounds == 1 ? "" : "s",
            b.n);
@@ -795,7 +686,8 @@ int main(int argc, char **argv)
     printf("| --- | ---: | ---: | ---: | ---: | ---: |\n");
     for (int m = 0; m < M_COUNT; m++)
         printf("| %s | %.0f | %.2f | %.1f | %.1f | %.0f%% |\n", mname[m], med[m], med[m] / slower,
-               median(cpu[m], b.rounds), median(mcpu[m], b.rounds), median(busy[m], b.rounds));
+               bench_median(cpu[m], b.rounds), bench_median(mcpu[m], b.rounds),
+               bench_median(busy[m], b.rounds));
     printf("\nratio coupond / min(raw kafka, raw rabbitmq) = %.0f / %.0f = %.2f (target >= 0.80: "
            "%s)\n",
            med[M_COUPOND], slower, med[M_COUPOND] / slower,

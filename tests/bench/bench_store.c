@@ -21,19 +21,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_common.h"
 #include "config.h"
 #include "log.h"
 #include "message.h"
 #include "store.h"
-
-#define MAX_SETS 32
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void usage(FILE *out)
 {
@@ -48,11 +40,8 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
-    static const struct option longopts[] = {{"set", required_argument, NULL, 's'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
     const char *config = NULL;
-    char *sets[MAX_SETS];
+    char *sets[BENCH_MAX_SETS];
     int nsets = 0, c, rc = CP_EXIT_OK;
     long batch = 0;
     char err[CP_ERRLEN], detail[256];
@@ -66,15 +55,14 @@ int main(int argc, char **argv)
     ssize_t len;
     double t0, secs;
 
-    while ((c = getopt_long(argc, argv, "c:b:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:b:h", bench_longopts, NULL)) != -1) {
         switch (c) {
         case 'c':
             config = optarg;
             break;
         case 's':
-            if (nsets == MAX_SETS)
+            if (bench_add_set(sets, &nsets, optarg) != 0)
                 goto bad;
-            sets[nsets++] = optarg;
             break;
         case 'b':
             batch = strtol(optarg, NULL, 10);
@@ -91,14 +79,9 @@ int main(int argc, char **argv)
     if (optind != argc - 1)
         goto bad;
     log_init("bench", "store", LOG_WARN, false);
-    if (!cfg_locate(config)) {
-        fprintf(stderr, "bench_store: no configuration: give -c CONFIG or set COUPOND_CONFIG\n");
+    if (bench_cfg_load(&cfg, "bench_store", config, sets, nsets,
+                       "no configuration: give -c CONFIG or set COUPOND_CONFIG") != 0)
         return CP_EXIT_USAGE;
-    }
-    if (cfg_load(&cfg, cfg_locate(config), sets, nsets, err, sizeof err) != 0) {
-        fprintf(stderr, "bench_store: %s\n", err);
-        return CP_EXIT_USAGE;
-    }
     if (batch == 0)
         batch = cfg.issue.batch_size;
 
@@ -107,13 +90,9 @@ int main(int argc, char **argv)
         cfg_free(&cfg);
         return CP_EXIT_USAGE;
     }
-    while ((len = getline(&line, &cap, in)) > 0) {
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-            len--;
-        if (len == 0)
-            continue;
+    while ((len = bench_read_line(in, &line, &cap)) > 0) {
         if (n == ncap) {
-            msg_payment_t *grown = realloc(ps, (ncap = ncap ? 2 * ncap : 4096) * sizeof *ps);
+            msg_payment_t *grown = bench_grow(ps, &ncap, sizeof *ps);
             if (!grown) {
                 fprintf(stderr, "bench_store: out of memory\n");
                 rc = CP_EXIT_FAILURE;
@@ -146,7 +125,7 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    t0 = now_s();
+    t0 = bench_now_s();
     for (size_t off = 0; off < n; off += (size_t)batch) {
         size_t k = n - off < (size_t)batch ? n - off : (size_t)batch;
         store_rc_t src = store_issue_batch(st, ps + off, k, "l", res, err, sizeof err);
@@ -165,7 +144,7 @@ int main(int argc, char **argv)
             counts[res[i].outcome]++;
         }
     }
-    secs = now_s() - t0;
+    secs = bench_now_s() - t0;
     printf("bench_store: %zu payments in %.3f s = %.0f payments/s (batches of %ld); issued %zu, "
            "duplicate %zu, transient %zu, rejected %zu, failed %zu\n",
            n, secs, (double)n / secs, batch, counts[STORE_ISSUED], counts[STORE_DUPLICATE],
