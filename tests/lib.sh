@@ -24,8 +24,13 @@ eq() { # eq NAME GOT WANT
 }
 sql() { psql -X -q -t -A -v ON_ERROR_STOP=1 -d "$db" -c "$1"; }
 
-# The settings every program of this run uses: its own store, topic, queues.
+# The settings every program of this run uses: its own store, topic, queues, and the
+# services' ports (services.sh may run on other ports than the configuration's defaults).
+amqp_port=${COUPOND_AMQP_URL##*:}
+amqp_port=${amqp_port%%/*}
 sets=(--set "store.conninfo=host=$PGHOST port=$PGPORT dbname=$db user=$PGUSER"
+      --set "lanes.l.amqp.url=amqp://coupond@127.0.0.1:$amqp_port/%2f"
+      --set "lanes.w.amqp.url=amqp://coupond@127.0.0.1:$amqp_port/%2f"
       --set "lanes.l.kafka.topic=$run.l" --set "lanes.l.kafka.group=$run-l"
       --set "lanes.l.kafka.session_timeout_ms=6000"
       --set "lanes.l.amqp.queue=$run.l" --set "lanes.w.amqp.queue=$run.w.work"
