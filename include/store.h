@@ -141,8 +141,12 @@ store_rc_t store_order_get(store_t *st, int64_t order_id, store_order_t *out, ch
 store_rc_t store_issue(store_t *st, const msg_payment_t *p, const char *issued_by,
                        store_result_t *res, char *err, size_t errlen) CP_MUSTCHECK;
 
-/* store_issue for a batch, in few round trips (libpq pipeline mode): each
- * order is its own transaction, so one bad order cannot fail the others.
+/* store_issue for a batch. The batch goes to the store as one statement (SQL
+ * coupond_issue_batch: orders seen for the first time are recorded, judged
+ * and issued set-based, the others one by one) in one transaction; if that
+ * statement fails (an order the database refuses, a deadlock, a timeout) it
+ * is rolled back and the batch runs again with each order its own
+ * transaction (libpq pipeline mode), so one bad order cannot fail the others.
  * res[i] gets order i's result, with res[i].rc STORE_OK (outcome valid),
  * STORE_E_INVALID or STORE_E_QUERY (error says why; that order's attempt was
  * rolled back). Returns STORE_OK when every order has its res[i];

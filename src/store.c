@@ -30,6 +30,7 @@ _Static_assert(sizeof(((store_outbox_row_t *)0)->payload) == 1024,
 
 enum stmt_id {
     STMT_ISSUE,
+    STMT_ISSUE_BATCH,
     STMT_REFUND,
     STMT_DEAL_SET,
     STMT_ORDER_GET,
@@ -55,6 +56,10 @@ static const struct {
         "SELECT outcome, state, error FROM coupond_issue($1::bigint, $2::text, $3::bigint, "
         "$4::bigint, $5::integer, $6::bigint, $7::text, "
         "timestamptz 'epoch' + $8::bigint * interval '1 microsecond', $9::text[], $10::text)"},
+    [STMT_ISSUE_BATCH] = {"coupond_issue_batch", 11,
+        "SELECT idx, outcome, state, error FROM coupond_issue_batch($1::bigint[], $2::text[], "
+        "$3::bigint[], $4::bigint[], $5::integer[], $6::bigint[], $7::text[], $8::bigint[], "
+        "$9::text[], $10::integer[], $11::text)"},
     [STMT_REFUND] = {"coupond_refund", 2,
         "SELECT outcome, state, error, refund_seq FROM coupond_refund($1::bigint, $2::text)"},
     [STMT_DEAL_SET] = {"coupond_deal_set", 4,
@@ -863,16 +868,9 @@ static int issue_params_make(struct issue_params *ip, const msg_payment_t *p, co
     return 0;
 }
 
-/* Fills res from a coupond_issue row. */
-static store_rc_t issue_result(const PGresult *r, store_result_t *res, char *err, size_t errlen)
+/* Sets res->outcome (and rc) from coupond_issue's outcome column. */
+static store_rc_t issue_outcome(const char *outcome, store_result_t *res, char *err, size_t errlen)
 {
-    if (PQntuples(r) != 1 || PQnfields(r) != 3) {
-        set_err(err, errlen, "issue: unexpected result shape");
-        return STORE_E_QUERY;
-    }
-    const char *outcome = get_str(r, 0, 0);
-    copy_str(res->state, sizeof res->state, get_str(r, 0, 1));
-    copy_str(res->error, sizeof res->error, get_str(r, 0, 2));
     if (strcmp(outcome, "issued") == 0)
         res->outcome = STORE_ISSUED;
     else if (strcmp(outcome, "duplicate") == 0)
@@ -890,6 +888,18 @@ static store_rc_t issue_result(const PGresult *r, store_result_t *res, char *err
     }
     res->rc = STORE_OK;
     return STORE_OK;
+}
+
+/* Fills res from a coupond_issue row. */
+static store_rc_t issue_result(const PGresult *r, store_result_t *res, char *err, size_t errlen)
+{
+    if (PQntuples(r) != 1 || PQnfields(r) != 3) {
+        set_err(err, errlen, "issue: unexpected result shape");
+        return STORE_E_QUERY;
+    }
+    copy_str(res->state, sizeof res->state, get_str(r, 0, 1));
+    copy_str(res->error, sizeof res->error, get_str(r, 0, 2));
+    return issue_outcome(get_str(r, 0, 0), res, err, errlen);
 }
 
 static void result_clear(store_result_t *res)
@@ -979,8 +989,10 @@ static void batch_broken(store_t *st, store_result_t *res, size_t from, size_t t
     disconnect(st);
 }
 
-store_rc_t store_issue_batch(store_t *st, const msg_payment_t *ps, size_t n, const char *issued_by,
-                             store_result_t *res, char *err, size_t errlen)
+/* store_issue_batch's fallback: one transaction per order, pipelined. */
+static store_rc_t issue_pipeline(store_t *st, const msg_payment_t *ps, size_t n,
+                                 const char *issued_by, store_result_t *res, char *err,
+                                 size_t errlen)
 {
     if (!st || (n > 0 && (!ps || !res))) {
         set_err(err, errlen, "issue batch: invalid arguments");
@@ -1088,6 +1100,180 @@ out:
     explicit_bzero(ip, sizeof *ip);
     free(ip);
     free(sent);
+    return rc;
+}
+
+/* A growing text buffer for array literals. */
+typedef struct text_buf {
+    char *s;
+    size_t len, cap;
+    bool oom;
+} text_buf_t;
+
+static void tb_put(text_buf_t *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (b->len + n + 1 > cap)
+            cap *= 2;
+        char *p = realloc(b->s, cap);
+        if (!p) {
+            b->oom = true;
+            return;
+        }
+        b->s = p;
+        b->cap = cap;
+    }
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+}
+
+/* Appends one element to an array literal: '{' before the first, ',' between. */
+static void tb_elem(text_buf_t *b, const char *s)
+{
+    tb_put(b, b->len ? "," : "{", 1);
+    tb_put(b, s, strlen(s));
+}
+
+static void tb_elem_i64(text_buf_t *b, int64_t v)
+{
+    char t[24];
+    snprintf(t, sizeof t, "%" PRId64, v);
+    tb_elem(b, t);
+}
+
+/* The parameters of one coupond_issue_batch call. Text elements are quoted;
+ * the rules payment_ok checks leave nothing in them to escape. */
+enum {
+    BA_ORDER,
+    BA_PAYMENT,
+    BA_USER,
+    BA_DEAL,
+    BA_QTY,
+    BA_AMOUNT,
+    BA_CUR,
+    BA_PAID,
+    BA_CODES,
+    BA_CODE_IDX,
+    BA_COUNT
+};
+
+static void batch_arrays_free(text_buf_t *a)
+{
+    for (int k = 0; k < BA_COUNT; k++) {
+        if (a[k].s)
+            explicit_bzero(a[k].s, a[k].cap);
+        free(a[k].s);
+    }
+}
+
+store_rc_t store_issue_batch(store_t *st, const msg_payment_t *ps, size_t n, const char *issued_by,
+                             store_result_t *res, char *err, size_t errlen)
+{
+    /* One order alone, or a bad call: the per-order path says it all. */
+    if (!st || n < 2 || !ps || !res || !issued_by_ok(issued_by))
+        return issue_pipeline(st, ps, n, issued_by, res, err, errlen);
+
+    text_buf_t a[BA_COUNT] = {{0}};
+    size_t *pos = malloc(n * sizeof *pos), m = 0;
+    if (!pos) {
+        set_err(err, errlen, "issue batch: out of memory");
+        return issue_pipeline(st, ps, n, issued_by, res, err, errlen);
+    }
+    for (size_t i = 0; i < n; i++) {
+        char why[128], quoted[MSG_PAYMENT_ID_MAX + 3], code[17];
+        result_clear(&res[i]);
+        if (!payment_ok(&ps[i], why, sizeof why)) {
+            res[i].rc = STORE_E_INVALID;
+            copy_str(res[i].error, sizeof res[i].error, why);
+            continue;
+        }
+        pos[m++] = i;
+        tb_elem_i64(&a[BA_ORDER], ps[i].order_id);
+        snprintf(quoted, sizeof quoted, "\"%s\"", ps[i].payment_id);
+        tb_elem(&a[BA_PAYMENT], quoted);
+        tb_elem_i64(&a[BA_USER], ps[i].user_id);
+        tb_elem_i64(&a[BA_DEAL], ps[i].deal_id);
+        tb_elem_i64(&a[BA_QTY], ps[i].quantity);
+        tb_elem_i64(&a[BA_AMOUNT], ps[i].amount_cents);
+        tb_elem(&a[BA_CUR], ps[i].currency);
+        tb_elem_i64(&a[BA_PAID], ps[i].paid_at_us);
+        for (int q = 0; q < ps[i].quantity; q++) {
+            if (store_coupon_code(code) != 0) {
+                set_err(err, errlen, "issue batch: the CSPRNG failed: %s", strerror(errno));
+                batch_arrays_free(a);
+                free(pos);
+                return issue_pipeline(st, ps, n, issued_by, res, err, errlen);
+            }
+            tb_elem(&a[BA_CODES], code);
+            tb_elem_i64(&a[BA_CODE_IDX], (int64_t)m);
+        }
+    }
+    bool oom = false;
+    for (int k = 0; k < BA_COUNT; k++) {
+        tb_put(&a[k], a[k].len ? "}" : "{}", a[k].len ? 1 : 2);
+        oom |= a[k].oom;
+    }
+    store_rc_t rc = STORE_OK;
+    if (m == 0 || oom) {
+        if (oom) {
+            set_err(err, errlen, "issue batch: out of memory");
+            rc = issue_pipeline(st, ps, n, issued_by, res, err, errlen);
+        }
+        goto out;
+    }
+
+    const char *values[BA_COUNT + 1];
+    for (int k = 0; k < BA_COUNT; k++)
+        values[k] = a[k].s;
+    values[BA_COUNT] = issued_by;
+    PGresult *r;
+    rc = run(st, STMT_ISSUE_BATCH, values, "issue batch", &r, err, errlen);
+    if (rc == STORE_OK) {
+        size_t answered = 0;
+        for (int row = 0; row < PQntuples(r) && PQnfields(r) == 4; row++) {
+            int64_t idx = get_i64(r, row, 0);
+            if (idx < 1 || (size_t)idx > m)
+                continue;
+            store_result_t *one = &res[pos[idx - 1]];
+            char e[CP_ERRLEN];
+            const char *outcome = get_str(r, row, 1);
+            copy_str(one->state, sizeof one->state, get_str(r, row, 2));
+            copy_str(one->error, sizeof one->error, get_str(r, row, 3));
+            if (issue_outcome(outcome, one, e, sizeof e) == STORE_OK)
+                answered++;
+        }
+        PQclear(r);
+        if (answered != m) { /* a bug, not a store condition: say so for each */
+            set_err(err, errlen, "issue batch: %zu answers for %zu orders", answered, m);
+            for (size_t k = 0; k < m; k++) {
+                res[pos[k]].rc = STORE_E_QUERY;
+                copy_str(res[pos[k]].error, sizeof res[pos[k]].error, err);
+            }
+        }
+    } else if (rc == STORE_E_UNAVAILABLE) {
+        /* Committed or not: unknown, as for a broken pipeline. */
+        for (size_t k = 0; k < m; k++) {
+            res[pos[k]].rc = STORE_E_UNAVAILABLE;
+            copy_str(res[pos[k]].error, sizeof res[pos[k]].error, "store connection lost");
+        }
+    } else if (rc != STORE_E_SCHEMA) {
+        /* Something in the batch failed and rolled it all back (an order
+         * the database refused, a deadlock, a timeout): one transaction per
+         * order, so that it fails alone. */
+        rc = issue_pipeline(st, ps, n, issued_by, res, err, errlen);
+    } else {
+        for (size_t k = 0; k < m; k++) {
+            res[pos[k]].rc = rc;
+            copy_str(res[pos[k]].error, sizeof res[pos[k]].error, err);
+        }
+    }
+out:
+    batch_arrays_free(a);
+    free(pos);
     return rc;
 }
 

@@ -119,6 +119,10 @@ kraw() {
 lib_cleanup() {
     for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
     wait 2>/dev/null
+    if [[ -n ${COUPOND_TEST_KEEP:-} ]]; then # for a post-mortem
+        echo "kept: database $db, queues $run.*, files in $tmp" >&2
+        return
+    fi
     $COUPOND_RABBITMQCTL list_queues -q name 2>/dev/null | grep "^$run\." | while read -r q; do
         $COUPOND_RABBITMQCTL delete_queue "$q" >/dev/null 2>&1
     done

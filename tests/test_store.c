@@ -541,7 +541,7 @@ static void test_refusals(void)
                     "order 1007 is refunded"));
     CHECK(sql_fails("INSERT INTO coupons (code, order_id, issued_by) "
                     "VALUES ('0000000000000003', 107, 'l')",
-                    "already holds its 3 coupons"));
+                    "would hold 4 of 3 coupons"));
     CHECK(sql_fails("UPDATE coupons SET issued_by = 'w'", "coupons is append-only: UPDATE"));
     CHECK(sql_fails("DELETE FROM coupons", "coupons is append-only: DELETE"));
     CHECK(sql_fails("TRUNCATE coupons", "append-only"));
@@ -557,21 +557,29 @@ static void test_refusals(void)
     CHECK(sql_fails("INSERT INTO payments (order_id, payment_id, user_id, deal_id, quantity, "
                     "amount_cents, currency, paid_at, state) VALUES (2007, 'pay-2007', 7, 1, 1, "
                     "500, 'EUR', now(), 'issued')",
-                    "must be inserted pending"));
+                    "must be inserted pending, or issued with its 1 coupons"));
     CHECK(sql_fails("INSERT INTO payments (order_id, payment_id, user_id, deal_id, quantity, "
                     "amount_cents, currency, paid_at) VALUES (2008, 'pay-2008', 7, 1, 1, "
                     "500, 'EUR', now())",
                     "payments_shard"));
 
-    /* Issued with fewer coupons than quantity: refused at commit. */
+    /* Fewer coupons than quantity: refused by the statement; issued without
+     * them: refused at commit. */
     CHECK(sql_ok("BEGIN"));
     CHECK(sql_ok("INSERT INTO payments (order_id, payment_id, user_id, deal_id, quantity, "
                  "amount_cents, currency, paid_at) VALUES (2107, 'pay-2107', 7, 1, 2, 1000, "
                  "'EUR', now())"));
     CHECK(sql_ok("UPDATE payments SET state = 'issued' WHERE order_id = 2107"));
-    CHECK(sql_ok("INSERT INTO coupons (code, order_id, issued_by) "
-                 "VALUES ('0000000000000004', 2107, 'l')"));
-    CHECK(sql_fails("COMMIT", "is issued with 1 of 2 coupons"));
+    CHECK(sql_fails("INSERT INTO coupons (code, order_id, issued_by) "
+                    "VALUES ('0000000000000004', 2107, 'l')",
+                    "would hold 1 of 2 coupons"));
+    CHECK(sql_ok("ROLLBACK"));
+    CHECK(sql_ok("BEGIN"));
+    CHECK(sql_ok("INSERT INTO payments (order_id, payment_id, user_id, deal_id, quantity, "
+                 "amount_cents, currency, paid_at) VALUES (2107, 'pay-2107', 7, 1, 2, 1000, "
+                 "'EUR', now())"));
+    CHECK(sql_ok("UPDATE payments SET state = 'issued' WHERE order_id = 2107"));
+    CHECK(sql_fails("COMMIT", "is issued with 0 of 2 coupons"));
     CHECK(sql_int("SELECT count(*) FROM payments WHERE order_id = 2107") == 0);
 
     /* Refunded without a refund row: refused at commit. */
@@ -815,6 +823,46 @@ static void test_batch(store_t *st)
     CHECK(store_issue_batch(st, ps, 0, "l", res, err, sizeof err) == STORE_OK);
     store_order_t o;
     CHECK(store_order_get(st, ps[0].order_id, &o, err, sizeof err) == STORE_OK);
+
+    /* Stored orders go one by one: the transient one is retried (its deal now
+     * known) and issued, the issued one is a duplicate; a new order beside them
+     * is issued; a payment_id another order holds, and an order stored with
+     * other content, are conflicts that record nothing. */
+    CHECK(store_deal_set(st, 404, 100, "EUR", true, err, sizeof err) == STORE_OK);
+    msg_payment_t again[5] = {ps[4], ps[6], payment(31000, 12, 2, 200, "EUR"), ps[8], ps[9]};
+    snprintf(again[3].payment_id, sizeof again[3].payment_id, "pay-other");
+    again[3].order_id = 3100107; /* new order, its payment_id taken below */
+    snprintf(again[4].payment_id, sizeof again[4].payment_id, "pay-other");
+    again[4].order_id = 3100207; /* the same payment_id on another new order */
+    CHECK(store_issue_batch(st, again, 5, "w", res, err, sizeof err) == STORE_OK);
+    CHECK(res[0].rc == STORE_OK && res[0].outcome == STORE_ISSUED);
+    CHECK(res[1].rc == STORE_OK && res[1].outcome == STORE_DUPLICATE);
+    CHECK(res[2].rc == STORE_OK && res[2].outcome == STORE_ISSUED);
+    CHECK(res[3].rc == STORE_OK && res[3].outcome == STORE_ISSUED);
+    CHECK(res[4].rc == STORE_OK && res[4].conflict);
+    CHECK(coupons_of(ps[4].order_id) == ps[4].quantity);
+    CHECK(sql_int("SELECT attempts FROM payments WHERE order_id = %lld",
+                  (long long)ps[4].order_id) == 2);
+    CHECK(sql_int("SELECT count(*) FROM payments WHERE order_id = 3100207") == 0);
+    CHECK(sql_int("SELECT count(*) FROM coupons WHERE order_id = %lld AND issued_by = 'w'",
+                  (long long)again[2].order_id) == 2);
+
+    /* An order the database refuses fails the set-based statement; the
+     * batch runs again one transaction per order, and it fails alone. */
+    CHECK(sql_ok("CREATE FUNCTION test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                 "IF NEW.order_id = 3200207 THEN RAISE EXCEPTION 'test refuses 3200207'; END IF; "
+                 "RETURN NEW; END $$"));
+    CHECK(sql_ok("CREATE TRIGGER test_refuse BEFORE INSERT ON payments FOR EACH ROW "
+                 "EXECUTE FUNCTION test_refuse()"));
+    for (int i = 0; i < 4; i++)
+        again[i] = payment(32000 + i, 12, 1, 100, "EUR");
+    CHECK(store_issue_batch(st, again, 4, "l", res, err, sizeof err) == STORE_OK);
+    CHECK(res[0].rc == STORE_OK && res[0].outcome == STORE_ISSUED);
+    CHECK(res[1].rc == STORE_OK && res[1].outcome == STORE_ISSUED);
+    CHECK(res[2].rc == STORE_E_QUERY && strstr(res[2].error, "test refuses 3200207"));
+    CHECK(res[3].rc == STORE_OK && res[3].outcome == STORE_ISSUED);
+    CHECK(sql_int("SELECT count(*) FROM payments WHERE order_id BETWEEN 3200000 AND 3200399") == 3);
+    CHECK(sql_ok("DROP TRIGGER test_refuse ON payments"));
     free(ps);
     free(res);
 }

@@ -236,18 +236,13 @@ $$;
 ------------------------------------------------------------------------------
 -- Invariant 1: exactly one outcome per order.
 
--- Payments are inserted pending; their identity never changes; state moves
--- only pending -> issued or pending -> refunded, and never leaves those.
+-- A payment's identity never changes; state moves only pending -> issued or
+-- pending -> refunded, and never leaves those. (Inserts are checked per
+-- statement, below: a payment is inserted pending, or issued together with
+-- its coupons in the same statement.)
 CREATE FUNCTION coupond_payments_guard() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        IF NEW.state <> 'pending' THEN
-            RAISE EXCEPTION 'payments: order % must be inserted pending, not %',
-                NEW.order_id, NEW.state USING ERRCODE = 'integrity_constraint_violation';
-        END IF;
-        RETURN NEW;
-    END IF;
     IF (NEW.order_id, NEW.payment_id, NEW.user_id, NEW.deal_id, NEW.quantity, NEW.amount_cents,
         NEW.currency, NEW.paid_at, NEW.created_at)
        IS DISTINCT FROM
@@ -265,42 +260,69 @@ BEGIN
     RETURN NEW;
 END
 $$;
-CREATE TRIGGER payments_guard BEFORE INSERT OR UPDATE ON payments
+CREATE TRIGGER payments_guard BEFORE UPDATE ON payments
     FOR EACH ROW EXECUTE FUNCTION coupond_payments_guard();
 
--- A coupon needs an issued payment without a refund, and no more than
--- quantity coupons. The payment row is locked FOR SHARE so that its state
--- cannot change until this transaction ends.
-CREATE FUNCTION coupond_coupons_guard() RETURNS trigger
+-- After each INSERT statement on payments: no payment is inserted refunded,
+-- and one inserted issued holds exactly quantity coupons (inserted by the same
+-- statement: coupond_issue_batch does both in one). One set-based check per
+-- statement instead of a trigger call per row: this is the L lane's hot path.
+CREATE FUNCTION coupond_payments_inserted() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
-    p record;
-    n bigint;
+    bad record;
 BEGIN
-    SELECT state, quantity INTO p FROM payments WHERE order_id = NEW.order_id FOR SHARE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'coupons: order % does not exist', NEW.order_id
+    SELECT n.order_id, n.state, n.quantity, coalesce(c.n, 0) AS n_coupons INTO bad
+      FROM new_payments n
+      LEFT JOIN LATERAL (SELECT count(*) AS n FROM coupons c WHERE c.order_id = n.order_id) c
+        ON n.state = 'issued'
+     WHERE n.state NOT IN ('pending', 'issued') OR (n.state = 'issued' AND c.n <> n.quantity)
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'payments: order % must be inserted pending, or issued with its % coupons (it is % with %)',
+            bad.order_id, bad.quantity, bad.state, bad.n_coupons
             USING ERRCODE = 'integrity_constraint_violation';
     END IF;
-    IF p.state <> 'issued' THEN
-        RAISE EXCEPTION 'coupons: order % is %: coupons need an issued order', NEW.order_id, p.state
-            USING ERRCODE = 'integrity_constraint_violation';
-    END IF;
-    IF EXISTS (SELECT 1 FROM refund_log WHERE order_id = NEW.order_id) THEN
-        RAISE EXCEPTION 'coupons: order % has a refund', NEW.order_id
-            USING ERRCODE = 'integrity_constraint_violation';
-    END IF;
-    -- Sees the rows this statement inserted before this one (VOLATILE function).
-    SELECT count(*) INTO n FROM coupons WHERE order_id = NEW.order_id;
-    IF n >= p.quantity THEN
-        RAISE EXCEPTION 'coupons: order % already holds its % coupons', NEW.order_id, p.quantity
-            USING ERRCODE = 'integrity_constraint_violation';
-    END IF;
-    RETURN NEW;
+    RETURN NULL;
 END
 $$;
-CREATE TRIGGER coupons_guard BEFORE INSERT ON coupons
-    FOR EACH ROW EXECUTE FUNCTION coupond_coupons_guard();
+CREATE TRIGGER payments_inserted AFTER INSERT ON payments
+    REFERENCING NEW TABLE AS new_payments
+    FOR EACH STATEMENT EXECUTE FUNCTION coupond_payments_inserted();
+
+-- After each INSERT statement on coupons: every order that got coupons is
+-- issued and now holds exactly quantity of them. A refunded order cannot get
+-- coupons (it is not issued), and an issued one cannot get a refund row (the
+-- refund_log trigger below), so no refund is ever beside coupons.
+-- Concurrent statements cannot both add to one order: an order becomes
+-- issued under its row lock, and any coupon beyond quantity fails the count.
+CREATE FUNCTION coupond_coupons_inserted() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    bad record;
+BEGIN
+    SELECT o.order_id, p.state, p.quantity, c.n INTO bad
+      FROM (SELECT DISTINCT order_id FROM new_coupons) o
+      LEFT JOIN payments p ON p.order_id = o.order_id
+      CROSS JOIN LATERAL (SELECT count(*) AS n FROM coupons c WHERE c.order_id = o.order_id) c
+     WHERE p.state IS DISTINCT FROM 'issued' OR c.n <> p.quantity
+     LIMIT 1;
+    IF FOUND AND bad.state IS NULL THEN
+        RAISE EXCEPTION 'coupons: order % does not exist', bad.order_id
+            USING ERRCODE = 'integrity_constraint_violation';
+    ELSIF FOUND AND bad.state <> 'issued' THEN
+        RAISE EXCEPTION 'coupons: order % is %: coupons need an issued order', bad.order_id,
+            bad.state USING ERRCODE = 'integrity_constraint_violation';
+    ELSIF FOUND THEN
+        RAISE EXCEPTION 'coupons: order % would hold % of % coupons: an order takes exactly its quantity, in one statement',
+            bad.order_id, bad.n, bad.quantity USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER coupons_inserted AFTER INSERT ON coupons
+    REFERENCING NEW TABLE AS new_coupons
+    FOR EACH STATEMENT EXECUTE FUNCTION coupond_coupons_inserted();
 
 -- A refund row needs a refunded payment without coupons, copies the
 -- payment's identity, and extends the hash chain.
@@ -348,8 +370,9 @@ $$;
 CREATE TRIGGER refund_log_chain BEFORE INSERT ON refund_log
     FOR EACH ROW EXECUTE FUNCTION coupond_refund_log_chain();
 
--- At commit: an issued payment holds exactly quantity coupons and no refund;
--- a refunded one holds one refund and no coupons.
+-- At commit, for a payment whose state an UPDATE changed: an issued payment
+-- holds exactly quantity coupons and no refund; a refunded one holds one
+-- refund and no coupons. (Payments inserted issued are checked per statement.)
 CREATE FUNCTION coupond_outcome_check() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -369,7 +392,7 @@ BEGIN
     RETURN NULL;
 END
 $$;
-CREATE CONSTRAINT TRIGGER payments_outcome AFTER INSERT OR UPDATE ON payments
+CREATE CONSTRAINT TRIGGER payments_outcome AFTER UPDATE ON payments
     DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW WHEN (NEW.state <> 'pending') EXECUTE FUNCTION coupond_outcome_check();
 
@@ -509,6 +532,113 @@ BEGIN
     outcome := 'issued';
     state := 'issued';
     RETURN NEXT;
+END
+$$;
+
+-- Many issue attempts in one statement: the L and W lanes' batches. Input:
+-- parallel arrays, one element per notification (p_paid_at_us: microseconds
+-- since the epoch), and the coupon codes: p_codes[k] belongs to notification
+-- p_code_idx[k] (1-based), exactly its quantity of them. Returns one row per
+-- notification: idx (1-based), then what coupond_issue returns.
+--
+-- The common case is set-based: an order seen for the first time is
+-- inserted with the outcome of its first attempt (issued together with its
+-- coupons, or pending with attempts = 1 and last_error), all new orders in
+-- one INSERT. Every other notification (an order already stored, a repeat of
+-- an order within the batch, a payment_id that belongs to another order) then
+-- goes through coupond_issue one by one, in order_id order. Any error rolls
+-- back the whole statement; the caller then falls back to one transaction per
+-- notification, so one bad order cannot fail the others.
+CREATE FUNCTION coupond_issue_batch(p_order_ids bigint[], p_payment_ids text[],
+                                    p_user_ids bigint[], p_deal_ids bigint[],
+                                    p_quantities integer[], p_amounts bigint[],
+                                    p_currencies text[], p_paid_at_us bigint[], p_codes text[],
+                                    p_code_idx integer[], p_issued_by text)
+RETURNS TABLE (idx integer, outcome text, state text, error text)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    n integer := cardinality(p_order_ids);
+    fresh integer[];
+    fresh_state text[];
+    fresh_why text[];
+    r record;
+BEGIN
+    IF n IS NULL OR n = 0 THEN
+        RETURN;
+    END IF;
+    IF cardinality(p_payment_ids) <> n OR cardinality(p_user_ids) <> n
+       OR cardinality(p_deal_ids) <> n OR cardinality(p_quantities) <> n
+       OR cardinality(p_amounts) <> n OR cardinality(p_currencies) <> n
+       OR cardinality(p_paid_at_us) <> n OR cardinality(p_codes) <> cardinality(p_code_idx)
+       OR cardinality(p_codes) <> (SELECT sum(q) FROM unnest(p_quantities) q) THEN
+        RAISE EXCEPTION 'coupond_issue_batch: the arrays do not match (% notifications)', n
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    WITH input AS (
+        SELECT DISTINCT ON (u.o) u.*,
+               timestamptz 'epoch' + u.us * interval '1 microsecond' AS paid_at,
+               d.deal_id IS NOT NULL AS d_known, d.active AS d_active, d.currency AS d_currency,
+               d.price_cents AS d_price
+          FROM unnest(p_order_ids, p_payment_ids, p_user_ids, p_deal_ids, p_quantities,
+                      p_amounts, p_currencies, p_paid_at_us)
+               WITH ORDINALITY AS u(o, pid, uid, did, q, amt, cur, us, i)
+          LEFT JOIN deals d ON d.deal_id = u.did
+         ORDER BY u.o, u.i
+    ), judged AS (
+        SELECT input.*,
+               CASE WHEN NOT d_known THEN format('deal %s is unknown', did)
+                    WHEN NOT d_active THEN format('deal %s is inactive', did)
+                    WHEN d_currency <> cur THEN
+                        format('rejected: currency %s does not match deal %s currency %s', cur,
+                               did, d_currency)
+                    WHEN d_price::numeric * q <> amt THEN
+                        format('rejected: amount_cents %s != price %s x quantity %s = %s (deal %s)',
+                               amt, d_price, q, d_price::numeric * q, did)
+               END AS why
+          FROM input
+    ), ins AS (
+        INSERT INTO payments AS p (order_id, payment_id, user_id, deal_id, quantity, amount_cents,
+                                   currency, paid_at, state, attempts, last_error)
+        SELECT o, pid, uid, did, q, amt, cur, paid_at,
+               CASE WHEN why IS NULL THEN 'issued' ELSE 'pending' END, 1, why
+          FROM judged ORDER BY o
+        ON CONFLICT DO NOTHING
+        RETURNING p.order_id, p.state
+    ), fresh AS (
+        SELECT judged.i, ins.state, judged.why FROM ins JOIN judged ON judged.o = ins.order_id
+    ), coupons_in AS (
+        INSERT INTO coupons (code, order_id, issued_by)
+        SELECT k.code, p_order_ids[k.i], p_issued_by
+          FROM unnest(p_codes, p_code_idx) AS k(code, i)
+          JOIN fresh ON fresh.i = k.i AND fresh.state = 'issued'
+    )
+    SELECT array_agg(fresh.i), array_agg(fresh.state), array_agg(fresh.why)
+      INTO fresh, fresh_state, fresh_why FROM fresh;
+
+    RETURN QUERY
+        SELECT f.i::integer,
+               CASE WHEN f.state = 'issued' THEN 'issued'
+                    WHEN f.why LIKE 'rejected:%' THEN 'rejected' ELSE 'transient' END,
+               f.state, f.why
+          FROM unnest(fresh, fresh_state, fresh_why) AS f(i, state, why);
+
+    FOR r IN
+        SELECT u.i FROM generate_series(1, n) AS u(i)
+         WHERE fresh IS NULL OR NOT u.i = ANY (fresh)
+         ORDER BY p_order_ids[u.i], u.i
+    LOOP
+        RETURN QUERY
+            SELECT r.i::integer, c.outcome, c.state, c.error
+              FROM coupond_issue(p_order_ids[r.i], p_payment_ids[r.i], p_user_ids[r.i],
+                                 p_deal_ids[r.i], p_quantities[r.i], p_amounts[r.i],
+                                 p_currencies[r.i],
+                                 timestamptz 'epoch' + p_paid_at_us[r.i] * interval '1 microsecond',
+                                 ARRAY(SELECT k.code FROM unnest(p_codes, p_code_idx) AS k(code, i)
+                                        WHERE k.i = r.i),
+                                 p_issued_by) AS c;
+    END LOOP;
 END
 $$;
 
