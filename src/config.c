@@ -130,7 +130,7 @@ static int check_name(const char *v, char *why, size_t n)
         SECRET("lanes." L ".amqp.password", F.amqp.password),                                      \
         STR("lanes." L ".amqp.queue", F.amqp.queue, dqueue, check_name, 0),                        \
         STR("lanes." L ".amqp.delay_queue", F.amqp.delay_queue, ddelayq, check_name, 0),           \
-        INT("lanes." L ".amqp.prefetch", F.amqp.prefetch, "500", 1, 65535, 0)
+        INT("lanes." L ".amqp.prefetch", F.amqp.prefetch, "1000", 1, 65535, 0)
 
 static const cfg_def_t defs[] = {
     STR("cluster", cluster, "local", check_cluster, 0),
