@@ -168,7 +168,7 @@ static int work(w_lane_t *w, size_t n)
     if (nitems == 0)
         return 0;
 
-    /* Issue the rest in one pipelined round of transactions. */
+    /* Issue the rest in one batch (store_issue_batch). */
     rc = store_issue_batch(w->lc->store, w->ps, nitems, "w", w->res, err, sizeof err);
     if (rc == STORE_E_UNAVAILABLE || rc == STORE_E_SCHEMA) {
         log_warn("store failed during a batch; it will be delivered again: %s", err);
