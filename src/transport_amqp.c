@@ -2,6 +2,7 @@
  * quorum queues, persistent messages, publisher confirms. */
 #define _GNU_SOURCE
 #include <amqp.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <cjson/cJSON.h>
 #include <amqp_framing.h>
@@ -9,6 +10,7 @@
 #include <amqp_tcp_socket.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/time.h>
 
@@ -294,11 +296,37 @@ static void settle(tp_msg_t *msgs, size_t n, uint64_t base, uint64_t tag, bool m
     }
 }
 
+/* Waits until the socket takes more bytes, at most until deadline_ms.
+ * rabbitmq-c's publish waits without a limit for a socket that does not; a
+ * broker that stops reading (flow control, a queue without a leader) must
+ * cost a bounded wait, not a hang. */
+static bool writable(amqp_pub_t *ap, int64_t deadline_ms)
+{
+    struct pollfd pfd = {.fd = amqp_get_sockfd(ap->conn), .events = POLLOUT};
+    for (;;) {
+        int64_t left = deadline_ms - tp_now_ms();
+        int rc = poll(&pfd, 1, left > 0 ? (int)left : 0);
+        if (rc > 0 || (rc < 0 && errno != EINTR))
+            return true; /* writable, or an error the publish itself will report */
+        if (rc == 0)
+            return false;
+    }
+}
+
 /* Writes the batch's next messages while fewer than CONFIRM_WINDOW are
- * unconfirmed. Returns -1 (all pending refused) when the connection broke. */
-static int send_window(transport_t *tp, amqp_pub_t *ap, tp_msg_t *msgs, size_t n, size_t settled)
+ * unconfirmed. Returns -1 (all pending refused) when the connection broke or
+ * the broker stopped reading until deadline_ms. */
+static int send_window(transport_t *tp, amqp_pub_t *ap, tp_msg_t *msgs, size_t n, size_t settled,
+                       int64_t deadline_ms)
 {
     while (ap->sent < n && ap->sent - settled < CONFIRM_WINDOW) {
+        if (!writable(ap, deadline_ms)) {
+            log_warn("%s: the broker stopped reading (flow control?); the connection is reset",
+                     tp->name);
+            drop_connection(ap);
+            tp_refuse_pending(msgs, n, "the broker did not take the message in time");
+            return -1;
+        }
         if (publish_one(tp, ap, &msgs[ap->sent]) != AMQP_STATUS_OK) {
             log_warn("%s: publish failed; the connection is reset", tp->name);
             drop_connection(ap);
@@ -329,7 +357,7 @@ static void amqp_publish_begin(transport_t *tp, tp_msg_t *msgs, size_t n)
     ap->base = ap->next_tag;
     ap->sent = 0;
     if (ap->up)
-        (void)send_window(tp, ap, msgs, n, 0);
+        (void)send_window(tp, ap, msgs, n, 0, tp_now_ms() + tp->desc.timeout_ms);
 }
 
 /* Goes on publishing with at most CONFIRM_WINDOW messages unconfirmed,
@@ -350,7 +378,7 @@ static void amqp_publish_end(transport_t *tp, tp_msg_t *msgs, size_t n, int64_t 
         int64_t left;
         int st;
 
-        if (send_window(tp, ap, msgs, n, settled) != 0)
+        if (send_window(tp, ap, msgs, n, settled, deadline_ms) != 0)
             return;
         left = deadline_ms - tp_now_ms();
         if (left <= 0)
