@@ -60,18 +60,7 @@ static int parse_i64(const char *s, int64_t min, int64_t *out)
  * after reporting why it cannot be used. */
 static int ctl_store(ctl_t *ctl, store_t **st)
 {
-    char err[CP_ERRLEN];
-    store_rc_t rc = store_open(st, ctl->cfg.store.conninfo, ctl->cfg.store.password,
-                               ctl->cfg.store.statement_timeout_ms, err, sizeof err);
-    if (rc == STORE_E_INVALID) {
-        fprintf(stderr, "couponctl: store.conninfo: %s\n", err);
-        return CP_EXIT_USAGE;
-    }
-    if (rc != STORE_OK) {
-        fprintf(stderr, "couponctl: store unavailable: %s\n", err);
-        return CP_EXIT_UNAVAIL;
-    }
-    return 0;
+    return cli_store_open("couponctl", &ctl->cfg, st);
 }
 
 /* An unmigrated (or newer) schema makes the store unusable, like an outage. */
