@@ -1,5 +1,5 @@
 /* couponctl: the operators' and finance's tool: store migrations, deals,
- * order status and configuration look-ups. */
+ * order status, dead letters and configuration look-ups. */
 #define _GNU_SOURCE
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "dlq.h"
 #include "log.h"
 #include "publish.h"
 #include "signature.h"
@@ -336,6 +337,18 @@ out:
     return rc;
 }
 
+/* The dead-letter commands live in src/dlq.c. */
+#define DLQ_COMMAND(name)                                                                          \
+    static int cmd_dlq_##name(ctl_t *ctl, int argc, char **argv)                                   \
+    {                                                                                              \
+        return dlq_cmd_##name(&ctl->cfg, ctl->json, argc, argv);                                   \
+    }
+DLQ_COMMAND(list)
+DLQ_COMMAND(show)
+DLQ_COMMAND(replay)
+DLQ_COMMAND(resolve)
+DLQ_COMMAND(audit)
+
 static const ctl_cmd_t commands[] = {
     {"db migrate", "", "apply the store's schema migrations (idempotent)", cmd_db_migrate},
     {"deal set", "DEAL_ID --price-cents N --currency XXX [--active|--inactive]",
@@ -345,6 +358,23 @@ static const ctl_cmd_t commands[] = {
      cmd_publish},
     {"status", "ORDER_ID", "show one order: payment, state, attempts, coupons, refund", cmd_status},
     {"config get", "PATH", "print one setting's effective value (secrets masked)", cmd_config_get},
+    {"dlq list", "[--reason CODE] [--lane l|w] [--since T] [--unresolved] [--limit N]",
+     "list dead letters (newest sighting, reason, replays, state); --json: one object a line",
+     cmd_dlq_list},
+    {"dlq show", "ID [--raw]",
+     "show one dead letter: headers, body (re-indented JSON, or escaped), reason, history",
+     cmd_dlq_show},
+    {"dlq replay",
+     "ID... | --reason CODE|--lane l|w|--since T [--limit N]  [--dry-run] [--rate N] [--force] "
+     "[--resign KEY_ID]",
+     "re-validate letters with the current configuration and send the valid ones down the W "
+     "lane's path; recorded in the audit trail",
+     cmd_dlq_replay},
+    {"dlq resolve", "ID... --note TEXT", "close letters without replaying them (recorded)",
+     cmd_dlq_resolve},
+    {"dlq audit", "[--letter ID] [--since T] [--limit N]",
+     "the audit trail of replays and resolves: who, when, which letter, what happened",
+     cmd_dlq_audit},
 };
 
 static void usage(FILE *out)
