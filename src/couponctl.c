@@ -359,16 +359,16 @@ static const ctl_cmd_t commands[] = {
     {"status", "ORDER_ID", "show one order: payment, state, attempts, coupons, refund", cmd_status},
     {"config get", "PATH", "print one setting's effective value (secrets masked)", cmd_config_get},
     {"dlq list", "[--reason CODE] [--lane l|w] [--since T] [--unresolved] [--limit N]",
-     "list dead letters (newest sighting, reason, replays, state); --json: one object a line",
+     "list dead letters: reason, lanes, sightings, replays, state (default --limit 100)",
      cmd_dlq_list},
     {"dlq show", "ID [--raw]",
      "show one dead letter: headers, body (re-indented JSON, or escaped), reason, history",
      cmd_dlq_show},
     {"dlq replay",
-     "ID... | --reason CODE|--lane l|w|--since T [--limit N]  [--dry-run] [--rate N] [--force] "
-     "[--resign KEY_ID]",
-     "re-validate letters with the current configuration and send the valid ones down the W "
-     "lane's path; recorded in the audit trail",
+     "ID... | [--reason CODE] [--lane l|w] [--since T] [--unresolved] [--limit N]\n"
+     "        [--dry-run] [--rate N] [--force] [--resign KEY_ID]",
+     "re-validate letters with the current configuration and send the valid ones down the W\n"
+     "      lane's path (by filter: open letters only); every replay is recorded",
      cmd_dlq_replay},
     {"dlq resolve", "ID... --note TEXT", "close letters without replaying them (recorded)",
      cmd_dlq_resolve},
