@@ -26,7 +26,8 @@ typedef struct store_dl_filter {
     bool unresolved;    /* open letters only */
     const int64_t *ids; /* nids > 0: these letters only */
     size_t nids;
-    long limit; /* at most this many, lowest id first; 0: no limit */
+    int64_t after_id; /* > 0: letters with a higher id only (paging) */
+    long limit;       /* at most this many, lowest id first; 0: no limit */
 } store_dl_filter_t;
 
 /* One letter. Times are RFC 3339 UTC with milliseconds, "" when not set.
@@ -54,7 +55,8 @@ typedef struct store_dl {
 
 /* Letters matching f, lowest id first, with at most STORE_DL_LIST_BODY bytes
  * of each body. *out (free with store_dl_free) gets *n rows; *total (may be
- * NULL) how many match without f->limit. On error *out is NULL, *n 0. */
+ * NULL) how many match without f->limit (0 when none is returned). On error
+ * *out is NULL, *n 0. */
 store_rc_t store_dl_list(store_t *st, const store_dl_filter_t *f, store_dl_t **out, size_t *n,
                          int64_t *total, char *err, size_t errlen) CP_MUSTCHECK;
 

@@ -31,6 +31,7 @@
 #define AUDIT_DEFAULT_LIMIT 100
 #define SHOW_BODY_MAX       (64 * 1024) /* bytes of a body `show` prints; --raw has all */
 #define PROGRESS_EVERY_MS   100
+#define REPLAY_PAGE         500 /* letters a replay by filter reads at a time */
 
 static const char *const result_names[DLQ_RESULT_COUNT] = {
     [DLQ_ISSUED] = "issued",           [DLQ_REFUNDED] = "refunded", [DLQ_DUPLICATE] = "duplicate",
@@ -1013,8 +1014,8 @@ int dlq_cmd_show(const cfg_t *cfg, bool json, int argc, char **argv)
         dlq_put_safe(stdout, dl.detail, strlen(dl.detail), false, NULL);
         printf("\n");
         if (dlq_body_ids(dl.body, dl.len, &order_id, payment_id, sizeof payment_id))
-            printf("order        %" PRId64 "%s%s%s (couponctl status %" PRId64 ")\n", order_id,
-                   payment_id[0] ? ", payment " : "", payment_id, "", order_id);
+            printf("order        %" PRId64 "%s%s (couponctl status %" PRId64 ")\n", order_id,
+                   payment_id[0] ? ", payment " : "", payment_id, order_id);
         printf("lane         %s\n", dl.lane);
         printf("seen         %d time%s: first %s, last %s\n", dl.seen_count,
                dl.seen_count == 1 ? "" : "s", dl.received_at, dl.last_seen_at);
@@ -1195,7 +1196,7 @@ static void hand_to_w(replayer_t *R, const msg_payment_t *p, const tp_delivery_t
 static store_rc_t replay_letter(replayer_t *R, const store_dl_t *dl, outcome_t *o)
 {
     const cfg_t *cfg = R->cfg;
-    char sig[SIG_HEADER_MAX + 1], detail[256], err[CP_ERRLEN];
+    char sig[SIG_HEADER_MAX + 1], detail[256], err[CP_ERRLEN], pid[MSG_PAYMENT_ID_MAX + 1];
     bool has_sig = letter_signature(dl->headers, sig, sizeof sig);
     tp_delivery_t d = {.body = dl->body,
                        .len = dl->len,
@@ -1207,7 +1208,8 @@ static store_rc_t replay_letter(replayer_t *R, const store_dl_t *dl, outcome_t *
     store_rc_t rc;
 
     memset(o, 0, sizeof *o);
-    dlq_body_ids(dl->body, dl->len, &o->order_id, detail, sizeof detail); /* as far as known */
+    /* The order as far as the body tells, for the record even if it is refused. */
+    dlq_body_ids(dl->body, dl->len, &o->order_id, pid, sizeof pid);
     if (dl->replay_count >= cfg->dlq.max_replays && !R->force) {
         o->result = DLQ_REFUSED;
         snprintf(o->reason, sizeof o->reason, "%s", dl->reason);
@@ -1298,13 +1300,19 @@ static store_rc_t record_replay(replayer_t *R, const store_dl_t *dl, const outco
     return store_dl_record(R->st, &a, NULL, err, errlen);
 }
 
-/* Tallies of a run, by result. */
-typedef struct tally {
-    size_t n[DLQ_RESULT_COUNT];
-    size_t done;
-} tally_t;
+/* One replay run: what came of its letters so far, its pace and its bar. */
+typedef struct run {
+    size_t n[DLQ_RESULT_COUNT]; /* letters by result */
+    size_t done;                /* letters gone through */
+    size_t total;               /* letters expected */
+    bool json, progress, aborted;
+    int width;     /* of the progress bar */
+    double rate;   /* letters per second; 0: no limit */
+    int64_t t0_ns; /* monotonic start */
+    int64_t drawn_ns;
+} run_t;
 
-static void tally_text(const tally_t *t, char *out, size_t outlen)
+static void run_text(const run_t *t, char *out, size_t outlen)
 {
     snprintf(out, outlen, "replayed %zu  invalid %zu  refused %zu  failed %zu",
              t->n[DLQ_ISSUED] + t->n[DLQ_REFUNDED] + t->n[DLQ_DUPLICATE] + t->n[DLQ_HANDED_TO_W],
@@ -1405,136 +1413,168 @@ static int replay_options(const cfg_t *cfg, int argc, char **argv, selection_t *
     return 0;
 }
 
+/* Goes through one letter of the run: paces, reads the whole body when the
+ * list had a prefix only, replays, records, prints. Returns false when the
+ * run must stop (interrupted, or the store is unavailable). */
+static bool replay_step(replayer_t *R, run_t *run, store_dl_t *dl)
+{
+    char err[1024], tail[160], line[256]; /* err may hold an outcome's detail */
+    outcome_t o = {.result = DLQ_FAILED};
+    store_rc_t rc = STORE_OK;
+
+    if (run->rate > 0)
+        pace(run->t0_ns + (int64_t)((double)run->done * 1e9 / run->rate));
+    if (replay_stop)
+        return false;
+    if (dl->len < dl->body_len) {
+        store_dl_t whole;
+        rc = store_dl_get(R->st, dl->id, &whole, err, sizeof err);
+        if (rc == STORE_OK) {
+            store_dl_clear(dl);
+            *dl = whole;
+        }
+    }
+    if (rc == STORE_OK) {
+        rc = replay_letter(R, dl, &o);
+        if (rc != STORE_OK)
+            snprintf(err, sizeof err, "%s", o.detail);
+        else if (!R->dry_run && (rc = record_replay(R, dl, &o, err, sizeof err)) != STORE_OK)
+            print_outcome(dl, &o, R->dry_run, run->json); /* done, but not recorded: say both */
+    }
+    if (run->progress && isatty(STDOUT_FILENO))
+        fputs("\r\033[K", stderr);
+    if (rc != STORE_OK) {
+        fprintf(stderr, "couponctl: dlq replay: letter %" PRId64 ": %s\n", dl->id, err);
+        o.result = DLQ_FAILED;
+        run->aborted = rc == STORE_E_UNAVAILABLE || rc == STORE_E_SCHEMA;
+    } else {
+        print_outcome(dl, &o, R->dry_run, run->json);
+        fflush(stdout);
+    }
+    run->n[o.result]++;
+    run->done++;
+    if (run->progress &&
+        (mono_ns() - run->drawn_ns >= PROGRESS_EVERY_MS * 1000000LL || run->done == run->total)) {
+        run_text(run, tail, sizeof tail);
+        dlq_progress_line(line, sizeof line, run->done, run->total, tail, run->width - 1);
+        fprintf(stderr, "\r\033[K%s", line);
+        run->drawn_ns = mono_ns();
+    }
+    return !run->aborted && !replay_stop;
+}
+
+/* Reports the IDs asked for that the list did not find. */
+static void missing_ids(run_t *run, const selection_t *s, const store_dl_t *rows, size_t n)
+{
+    for (size_t i = 0; i < s->nids; i++) {
+        bool found = false;
+        for (size_t k = 0; k < n && !found; k++)
+            found = rows[k].id == s->ids[i];
+        if (!found) {
+            fprintf(stderr, "couponctl: dlq replay: no dead letter %" PRId64 "\n", s->ids[i]);
+            run->n[DLQ_FAILED]++;
+        }
+    }
+}
+
+/* Replays what s selects: by ID, those letters (open or not); by filter, the
+ * open ones, a page at a time, so that memory stays flat however many. */
+static store_rc_t replay_selection(replayer_t *R, run_t *run, selection_t *s, char *err,
+                                   size_t errlen)
+{
+    long limit = s->f.limit, left = limit; /* limit 0: none */
+
+    if (s->nids) {
+        s->f.ids = s->ids;
+        s->f.nids = s->nids;
+    } else {
+        s->f.unresolved = true;
+    }
+    for (;;) {
+        long want = s->nids ? 0 : left > 0 && left < REPLAY_PAGE ? left : REPLAY_PAGE;
+        store_dl_t *rows = NULL;
+        size_t n = 0;
+        int64_t total = 0;
+        bool go_on = true;
+        store_rc_t rc;
+
+        s->f.limit = want;
+        rc = store_dl_list(R->st, &s->f, &rows, &n, &total, err, errlen);
+        if (rc != STORE_OK)
+            return rc;
+        if (s->f.after_id == 0) { /* the first page: how many there are */
+            run->total = limit > 0 && limit < total ? (size_t)limit : (size_t)total;
+            run->progress = run->width > 0 && run->total > 1;
+            missing_ids(run, s, rows, n);
+        }
+        for (size_t i = 0; i < n && go_on; i++)
+            go_on = replay_step(R, run, &rows[i]);
+        if (n > 0)
+            s->f.after_id = rows[n - 1].id;
+        store_dl_free(rows, n);
+        if (!go_on || s->nids || (long)n < want || (limit > 0 && (left -= (long)n) <= 0))
+            return STORE_OK;
+    }
+}
+
 int dlq_cmd_replay(const cfg_t *cfg, bool json, int argc, char **argv)
 {
     selection_t s = {.json = json};
     replayer_t R = {.cfg = cfg};
-    tally_t t = {0};
-    double rate = 0;
-    char err[1024], tail[160], line[256]; /* err may hold an outcome's detail */
-    store_dl_t *rows = NULL;
-    size_t n = 0;
-    bool progress, aborted = false;
-    int width = terminal_width(STDERR_FILENO);
-    int64_t t0, last_draw = 0;
+    run_t run = {.width = terminal_width(STDERR_FILENO)};
+    char err[CP_ERRLEN];
     struct sigaction sa = {.sa_handler = on_interrupt}, old_int, old_term;
     store_rc_t rc;
+    size_t fine;
     int ret;
 
-    if ((ret = replay_options(cfg, argc, argv, &s, &R, &rate)) != 0)
+    if ((ret = replay_options(cfg, argc, argv, &s, &R, &run.rate)) != 0)
         goto out;
+    run.json = s.json;
     if ((ret = cli_store_open("couponctl", cfg, &R.st)) != 0)
         goto out;
-    /* By ID: those letters, open or not. By filter: open letters only. */
-    if (s.nids) {
-        s.f.ids = s.ids;
-        s.f.nids = s.nids;
-    } else {
-        s.f.unresolved = true;
-    }
-    rc = store_dl_list(R.st, &s.f, &rows, &n, NULL, err, sizeof err);
-    if (rc != STORE_OK) {
-        fprintf(stderr, "couponctl: dlq replay: %s\n", err);
-        ret = store_exit(rc);
-        goto out;
-    }
-    for (size_t i = 0; i < s.nids; i++) {
-        bool found = false;
-        for (size_t k = 0; k < n && !found; k++)
-            found = rows[k].id == s.ids[i];
-        if (!found) {
-            fprintf(stderr, "couponctl: dlq replay: no dead letter %" PRId64 "\n", s.ids[i]);
-            t.n[DLQ_FAILED]++;
-        }
-    }
     os_user(R.user, sizeof R.user);
     if (gethostname(R.host, sizeof R.host) != 0)
         R.host[0] = '\0';
     R.host[sizeof R.host - 1] = '\0';
-    progress = width > 0 && n > 1;
     replay_stop = 0;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
-    t0 = mono_ns();
-    for (size_t i = 0; i < n && !replay_stop; i++) {
-        store_dl_t *dl = &rows[i];
-        outcome_t o;
-        if (rate > 0)
-            pace(t0 + (int64_t)((double)i * 1e9 / rate));
-        if (replay_stop)
-            break;
-        /* Lists carry a body's first bytes; a longer body is read whole. */
-        if (dl->len < dl->body_len) {
-            store_dl_t whole;
-            rc = store_dl_get(R.st, dl->id, &whole, err, sizeof err);
-            if (rc != STORE_OK && rc != STORE_NOT_FOUND) {
-                fprintf(stderr, "\ncouponctl: dlq replay: letter %" PRId64 ": %s\n", dl->id, err);
-                aborted = rc == STORE_E_UNAVAILABLE || rc == STORE_E_SCHEMA;
-                t.n[DLQ_FAILED]++;
-                if (aborted)
-                    break;
-                continue;
-            }
-            store_dl_clear(dl);
-            *dl = whole;
-        }
-        rc = replay_letter(&R, dl, &o);
-        if (rc != STORE_OK)
-            snprintf(err, sizeof err, "%s", o.detail);
-        else if (!R.dry_run && (rc = record_replay(&R, dl, &o, err, sizeof err)) != STORE_OK)
-            print_outcome(dl, &o, R.dry_run, s.json); /* done, but not recorded: say both */
-        if (progress && isatty(STDOUT_FILENO))
-            fputs("\r\033[K", stderr);
-        if (rc != STORE_OK) {
-            fprintf(stderr, "couponctl: dlq replay: letter %" PRId64 ": %s\n", dl->id, err);
-            t.n[DLQ_FAILED]++;
-            if (rc == STORE_E_UNAVAILABLE || rc == STORE_E_SCHEMA) {
-                aborted = true;
-                break;
-            }
-            continue;
-        }
-        print_outcome(dl, &o, R.dry_run, s.json);
-        fflush(stdout);
-        t.n[o.result]++;
-        t.done++;
-        if (progress && (mono_ns() - last_draw >= PROGRESS_EVERY_MS * 1000000LL || i + 1 == n)) {
-            tally_text(&t, tail, sizeof tail);
-            dlq_progress_line(line, sizeof line, t.done, n, tail, width - 1);
-            fprintf(stderr, "\r\033[K%s", line);
-            last_draw = mono_ns();
-        }
-    }
+    run.t0_ns = mono_ns();
+    rc = replay_selection(&R, &run, &s, err, sizeof err);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
-    if (progress)
+    if (run.progress)
         fputs("\r\033[K", stderr);
-    {
-        size_t fine =
-            t.n[DLQ_ISSUED] + t.n[DLQ_REFUNDED] + t.n[DLQ_DUPLICATE] + t.n[DLQ_HANDED_TO_W];
-        double secs = (double)(mono_ns() - t0) / 1e9;
-        fprintf(stderr,
-                "dlq replay%s: %zu letter%s%s: %zu %s (%zu issued, %zu refunded, %zu duplicate, "
-                "%zu handed to W), %zu still invalid, %zu refused, %zu failed; %.2f s\n",
-                R.dry_run ? " --dry-run" : "", t.done, t.done == 1 ? "" : "s",
-                R.dry_run ? " (nothing changed)" : "", fine,
-                R.dry_run ? "would replay" : "replayed", t.n[DLQ_ISSUED], t.n[DLQ_REFUNDED],
-                t.n[DLQ_DUPLICATE], t.n[DLQ_HANDED_TO_W], t.n[DLQ_INVALID], t.n[DLQ_REFUSED],
-                t.n[DLQ_FAILED], secs);
-        if (replay_stop || aborted)
-            fprintf(stderr, "dlq replay: stopped after %zu of %zu letters%s\n", t.done, n,
-                    aborted ? ": the store is unavailable" : " (interrupted)");
-        if (n == 0 && !s.nids)
-            fprintf(stderr, "dlq replay: no open dead letters match\n");
-        ret = aborted                                             ? CP_EXIT_UNAVAIL
-              : (fine < t.done || t.n[DLQ_FAILED] || replay_stop) ? CP_EXIT_FAILURE
-                                                                  : CP_EXIT_OK;
+    if (rc != STORE_OK) {
+        fprintf(stderr, "couponctl: dlq replay: %s\n", err);
+        run.aborted = rc == STORE_E_UNAVAILABLE || rc == STORE_E_SCHEMA;
+        run.n[DLQ_FAILED]++;
     }
+    fine = run.n[DLQ_ISSUED] + run.n[DLQ_REFUNDED] + run.n[DLQ_DUPLICATE] + run.n[DLQ_HANDED_TO_W];
+    fprintf(stderr,
+            "dlq replay%s: %zu letter%s%s: %zu %s (%zu issued, %zu refunded, %zu duplicate, "
+            "%zu handed to W), %zu still invalid, %zu refused, %zu failed; %.2f s\n",
+            R.dry_run ? " --dry-run" : "", run.done, run.done == 1 ? "" : "s",
+            R.dry_run ? " (nothing changed)" : "", fine, R.dry_run ? "would replay" : "replayed",
+            run.n[DLQ_ISSUED], run.n[DLQ_REFUNDED], run.n[DLQ_DUPLICATE], run.n[DLQ_HANDED_TO_W],
+            run.n[DLQ_INVALID], run.n[DLQ_REFUSED], run.n[DLQ_FAILED],
+            (double)(mono_ns() - run.t0_ns) / 1e9);
+    if (replay_stop || run.aborted)
+        fprintf(stderr, "dlq replay: stopped after %zu of %zu letters%s\n", run.done, run.total,
+                run.aborted ? ": the store is unavailable" : " (interrupted)");
+    else if (run.done == 0 && !s.nids)
+        fprintf(stderr, "dlq replay: no open dead letters match\n");
+    if (run.aborted)
+        ret = CP_EXIT_UNAVAIL;
+    else if (fine < run.done || run.n[DLQ_FAILED] || replay_stop)
+        ret = CP_EXIT_FAILURE;
+    else
+        ret = CP_EXIT_OK;
 out:
     tp_close(R.w);
     store_close(R.st);
-    store_dl_free(rows, n);
     free(s.ids);
     return ret;
 }

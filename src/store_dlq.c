@@ -30,7 +30,7 @@ static const char SQL_LIST[] =
     "AND ($2::text IS NULL OR $2::text = ANY (lanes)) "
     "AND ($3::timestamptz IS NULL OR last_seen_at >= $3::timestamptz) "
     "AND (NOT $4::boolean OR resolved_at IS NULL) "
-    "AND ($5::bigint[] IS NULL OR id = ANY ($5::bigint[])) "
+    "AND ($5::bigint[] IS NULL OR id = ANY ($5::bigint[])) AND id > $8::bigint "
     "ORDER BY id LIMIT $6::bigint";
 
 static const char SQL_GET[] =
@@ -151,7 +151,7 @@ static char *id_array(const int64_t *ids, size_t n)
 store_rc_t store_dl_list(store_t *st, const store_dl_filter_t *f, store_dl_t **out, size_t *n,
                          int64_t *total, char *err, size_t errlen)
 {
-    char limit[24], body[24];
+    char limit[24], body[24], after[24];
     char *ids = NULL;
     PGresult *r = NULL;
     store_dl_t *rows = NULL;
@@ -168,10 +168,11 @@ store_rc_t store_dl_list(store_t *st, const store_dl_filter_t *f, store_dl_t **o
     }
     snprintf(limit, sizeof limit, "%ld", f->limit);
     snprintf(body, sizeof body, "%d", STORE_DL_LIST_BODY);
-    const char *params[7] = {
+    snprintf(after, sizeof after, "%" PRId64, f->after_id);
+    const char *params[8] = {
         f->reason, f->lane, f->since, f->unresolved ? "t" : "f", ids, f->limit > 0 ? limit : NULL,
-        body};
-    rc = store_query(st, "dead letters", SQL_LIST, 7, params, &r, err, errlen);
+        body,      after};
+    rc = store_query(st, "dead letters", SQL_LIST, 8, params, &r, err, errlen);
     free(ids);
     if (rc != STORE_OK)
         return rc;

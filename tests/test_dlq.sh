@@ -216,6 +216,11 @@ check "rate: summary" grep -q '300 letters: 0 replayed .* 300 still invalid' "$t
 eq "rate: each replayed once, still open" "$(sql "SELECT count(*) FROM dead_letters WHERE reason = 'malformed_json' AND replay_count = 1 AND resolved_at IS NULL AND last_replay_at IS NOT NULL")" 300
 eq "rate: each recorded" "$(sql "SELECT count(*) FROM dlq_actions a JOIN dead_letters d ON d.id = a.letter_id WHERE d.reason = 'malformed_json' AND a.result = 'invalid'")" 300
 
+# Replays by filter read the letters a page (500) at a time.
+letters malformed_json $(for i in $(seq 301 600); do printf '{"payment_id":"r%d" ' "$i"; done)
+eq "pages: all of them" "$(ctl dlq replay --reason malformed_json --dry-run --json 2>/dev/null | sort -u | wc -l)" 600
+eq "pages: --limit across pages" "$(ctl dlq replay --reason malformed_json --limit 550 --dry-run --json 2>/dev/null | sort -u | wc -l)" 550
+
 # 10. The guard: a letter replayed dlq.max_replays times is refused without --force.
 one=$(sql "SELECT min(id) FROM dead_letters WHERE reason = 'malformed_json'")
 ctl --set dlq.max_replays=1 dlq replay "$one" >"$tmp/guard" 2>&1
@@ -226,7 +231,7 @@ ctl --set dlq.max_replays=1 dlq replay "$one" --force >/dev/null 2>&1
 eq "guard: --force replays" "$(sql "SELECT replay_count FROM dead_letters WHERE id = $one")" 2
 # A letter invalid for another reason now gets that reason.
 letters malformed_json '{"payment_id":"x"}'
-ctl dlq replay --reason malformed_json --limit 400 >/dev/null 2>&1
+ctl dlq replay --reason malformed_json --limit 700 >/dev/null 2>&1
 eq "new reason recorded" "$(sql "SELECT reason || ': ' || detail FROM dead_letters WHERE body = convert_to('{\"payment_id\":\"x\"}', 'UTF8')")" "invalid_order_id: order_id: missing"
 
 # 11. The audit trail lists each action with user, time and result.
