@@ -14,7 +14,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 #include "common.h"
 #include "config.h"
 
@@ -54,38 +53,9 @@ int dlq_cmd_audit(const cfg_t *cfg, bool json, int argc, char **argv);
 
 /* ---- pieces, exposed for tests ----------------------------------------- */
 
-/* Parses a --since value into microseconds since the epoch: a duration back
- * from now_us ("90s", "15m", "2h", "7d"), a date ("2026-11-21", midnight UTC),
- * or a date and time "2026-11-21T10:00[:00[.fraction]]" (or with a space for
- * the T) in UTC, or with "Z" or an offset "+01:00". Returns 0, or -1 when s
- * is none of these or names no real time (2026-02-30). */
-int dlq_parse_since(const char *s, int64_t now_us, int64_t *out_us) CP_MUSTCHECK;
-
-/* Formats microseconds since the epoch as "2026-11-21T10:00:00.000000Z". */
-void dlq_format_us(int64_t us, char *out, size_t outlen);
-
-/* Writes len bytes of untrusted text so that it cannot disturb a terminal:
- * printable ASCII and well-formed UTF-8 of printable characters as they are;
- * control characters, invisible or direction-changing characters, DEL and
- * bytes that are not well-formed UTF-8 as \xNN; a backslash as \\. With
- * lines, a line feed ends the line and the next starts with indent (NULL:
- * none); without it a line feed is \n. */
-void dlq_put_safe(FILE *out, const void *s, size_t len, bool lines, const char *indent);
-
-/* Writes a JSON text re-indented (two spaces a level, each line starting with
- * indent), keeping every token's bytes as they are (numbers are not
- * re-serialised, key order and duplicate keys stay), strings shown as
- * dlq_put_safe shows them. The caller has checked that the text is JSON. */
-void dlq_put_json_pretty(FILE *out, const void *json, size_t len, const char *indent);
-
 /* The order id and payment id a body names, when it is a JSON object with
  * an integer order_id (and a payment_id of [A-Za-z0-9._-]{1,64}, else "").
  * Returns true when an order id was found. */
 bool dlq_body_ids(const void *body, size_t len, int64_t *order_id, char *payment_id, size_t plen);
-
-/* One line of the replay progress bar, at most width columns:
- * "[#####-----]  120/300  <tail>". */
-void dlq_progress_line(char *out, size_t outlen, size_t done, size_t total, const char *tail,
-                       int width);
 
 #endif

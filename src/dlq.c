@@ -1,12 +1,11 @@
 /* dlq.c: the operators' dead-letter commands (couponctl dlq list, show,
  * replay, resolve, audit): the replay decision along the W lane's path with
- * the current code and configuration, the audit trail, and safe display of
- * untrusted bytes. */
+ * the current code and configuration, and the audit trail. What they print
+ * is made safe by display.c. */
 #define _GNU_SOURCE
 #include "dlq.h"
 
 #include <cjson/cJSON.h>
-#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -17,11 +16,11 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "display.h"
 #include "lane.h"
 #include "signature.h"
 #include "store_dlq.h"
@@ -65,304 +64,7 @@ static int64_t mono_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
- * days_from_civil). */
-static int64_t days_from_civil(int y, int m, int d)
-{
-    y -= m <= 2;
-    int era = (y >= 0 ? y : y - 399) / 400;
-    int yoe = y - era * 400;
-    int doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return (int64_t)era * 146097 + doe - 719468;
-}
-
-static int days_in_month(int y, int m)
-{
-    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    return m == 2 && leap ? 29 : days[m - 1];
-}
-
-/* Reads exactly n digits at *p. */
-static int take_digits(const char **p, int n, int *v)
-{
-    *v = 0;
-    for (int i = 0; i < n; i++, (*p)++) {
-        if (!isdigit((unsigned char)**p))
-            return -1;
-        *v = *v * 10 + (**p - '0');
-    }
-    return 0;
-}
-
-static int parse_duration(const char *s, int64_t now_us, int64_t *out_us)
-{
-    char *end;
-    long long n;
-    int64_t unit;
-
-    errno = 0;
-    n = strtoll(s, &end, 10);
-    if (errno || end == s || n < 0 || end[0] == '\0' || end[1] != '\0')
-        return -1;
-    switch (*end) {
-    case 's':
-        unit = 1;
-        break;
-    case 'm':
-        unit = 60;
-        break;
-    case 'h':
-        unit = 3600;
-        break;
-    case 'd':
-        unit = 86400;
-        break;
-    default:
-        return -1;
-    }
-    if (n > 100LL * 366 * 86400 / unit) /* a century is plenty */
-        return -1;
-    *out_us = now_us - (int64_t)n * unit * 1000000;
-    return 0;
-}
-
-int dlq_parse_since(const char *s, int64_t now_us, int64_t *out_us)
-{
-    const char *p = s;
-    int y, mo, d, h = 0, mi = 0, sec = 0, oh = 0, om = 0, sign = 0;
-    int64_t frac_us = 0;
-
-    if (!s || !*s)
-        return -1;
-    if (isdigit((unsigned char)s[0]) && !strchr(s, '-') && !strchr(s, ':'))
-        return parse_duration(s, now_us, out_us);
-    if (take_digits(&p, 4, &y) || *p++ != '-' || take_digits(&p, 2, &mo) || *p++ != '-' ||
-        take_digits(&p, 2, &d))
-        return -1;
-    if (*p == 'T' || *p == 't' || *p == ' ') {
-        p++;
-        if (take_digits(&p, 2, &h) || *p++ != ':' || take_digits(&p, 2, &mi))
-            return -1;
-        if (*p == ':') {
-            p++;
-            if (take_digits(&p, 2, &sec))
-                return -1;
-            if (*p == '.') {
-                int64_t scale = 100000;
-                p++;
-                if (!isdigit((unsigned char)*p))
-                    return -1;
-                for (; isdigit((unsigned char)*p); p++, scale /= 10)
-                    frac_us += (*p - '0') * scale;
-            }
-        }
-        if (*p == 'Z' || *p == 'z') {
-            p++;
-        } else if (*p == '+' || *p == '-') {
-            sign = *p++ == '+' ? 1 : -1;
-            if (take_digits(&p, 2, &oh))
-                return -1;
-            if (*p == ':')
-                p++;
-            if (take_digits(&p, 2, &om) || oh > 23 || om > 59)
-                return -1;
-        }
-    }
-    if (*p != '\0' || y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 ||
-        d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 59)
-        return -1;
-    *out_us = ((days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec) -
-               (int64_t)sign * (oh * 3600 + om * 60)) *
-                  1000000 +
-              frac_us;
-    return 0;
-}
-
-void dlq_format_us(int64_t us, char *out, size_t outlen)
-{
-    time_t t = (time_t)(us / 1000000);
-    int64_t frac = us % 1000000;
-    struct tm tm;
-
-    if (frac < 0) {
-        frac += 1000000;
-        t--;
-    }
-    gmtime_r(&t, &tm);
-    snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)frac);
-}
-
-/* ---- safe display -------------------------------------------------------- */
-
-/* The length of the well-formed UTF-8 sequence at s (n bytes left), with its
- * code point; 0 when ill-formed (overlong, surrogate, > U+10FFFF, cut). */
-static size_t utf8_next(const unsigned char *s, size_t n, uint32_t *cp)
-{
-    size_t len;
-    uint32_t c, min;
-
-    if (s[0] < 0x80) {
-        *cp = s[0];
-        return 1;
-    }
-    if ((s[0] & 0xE0) == 0xC0)
-        len = 2, c = s[0] & 0x1F, min = 0x80;
-    else if ((s[0] & 0xF0) == 0xE0)
-        len = 3, c = s[0] & 0x0F, min = 0x800;
-    else if ((s[0] & 0xF8) == 0xF0)
-        len = 4, c = s[0] & 0x07, min = 0x10000;
-    else
-        return 0;
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        c = c << 6 | (s[i] & 0x3F);
-    }
-    if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
-        return 0;
-    *cp = c;
-    return len;
-}
-
-/* Characters shown as they are: visible ones. Controls (C0, DEL, C1), soft
- * hyphen, zero-width and direction-changing characters, and tags are not. */
-static bool visible(uint32_t c)
-{
-    if (c < 0x20 || (c >= 0x7F && c < 0xA0) || c == 0xAD)
-        return false;
-    if ((c >= 0x200B && c <= 0x200F) || (c >= 0x2028 && c <= 0x202E) ||
-        (c >= 0x2060 && c <= 0x206F) || c == 0xFEFF || (c >= 0xFFF9 && c <= 0xFFFB) ||
-        (c >= 0xE0000 && c <= 0xE007F))
-        return false;
-    return true;
-}
-
-static bool utf8_text(const void *s, size_t len)
-{
-    const unsigned char *b = s;
-    for (size_t i = 0; i < len;) {
-        uint32_t c;
-        size_t n = utf8_next(b + i, len - i, &c);
-        if (n == 0 || c == 0)
-            return false;
-        i += n;
-    }
-    return true;
-}
-
-enum { SAFE_LINES = 1, SAFE_KEEP_BACKSLASH = 2 };
-
-static void put_safe(FILE *out, const void *s, size_t len, unsigned flags, const char *indent)
-{
-    const unsigned char *b = s;
-    for (size_t i = 0; i < len;) {
-        uint32_t c;
-        size_t n = utf8_next(b + i, len - i, &c);
-        if (n && c == '\n' && (flags & SAFE_LINES)) {
-            fputc('\n', out);
-            fputs(indent ? indent : "", out);
-        } else if (n && c == '\\' && !(flags & SAFE_KEEP_BACKSLASH)) {
-            fputs("\\\\", out);
-        } else if (n && c == '\n') {
-            fputs("\\n", out);
-        } else if (n && c == '\t') {
-            fputs("\\t", out);
-        } else if (n && c == '\r') {
-            fputs("\\r", out);
-        } else if (n && visible(c)) {
-            fwrite(b + i, 1, n, out);
-        } else {
-            /* Not shown as itself: every byte of it, escaped. */
-            for (size_t k = 0; k < (n ? n : 1); k++)
-                fprintf(out, "\\x%02x", b[i + k]);
-            n = n ? n : 1;
-        }
-        i += n;
-    }
-}
-
-void dlq_put_safe(FILE *out, const void *s, size_t len, bool lines, const char *indent)
-{
-    put_safe(out, s, len, lines ? SAFE_LINES : 0, indent);
-}
-
-/* The safe form of a NUL-terminated string, malloc'd (NULL: out of memory). */
-static char *safe_dup(const char *s)
-{
-    char *buf = NULL;
-    size_t size = 0;
-    FILE *f = open_memstream(&buf, &size);
-    if (!f)
-        return NULL;
-    put_safe(f, s, strlen(s), 0, NULL);
-    fclose(f);
-    return buf;
-}
-
-static void pretty_newline(FILE *out, const char *indent, int depth)
-{
-    fputc('\n', out);
-    fputs(indent, out);
-    for (int i = 0; i < depth; i++)
-        fputs("  ", out);
-}
-
-static bool json_space(unsigned char c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
-void dlq_put_json_pretty(FILE *out, const void *json, size_t len, const char *indent)
-{
-    const unsigned char *s = json;
-    int depth = 0;
-
-    indent = indent ? indent : "";
-    fputs(indent, out);
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = s[i];
-        if (c == '"') {
-            size_t j = i + 1;
-            while (j < len && s[j] != '"')
-                j += s[j] == '\\' && j + 1 < len ? 2 : 1;
-            fputc('"', out);
-            put_safe(out, s + i + 1, (j < len ? j : len) - (i + 1), SAFE_KEEP_BACKSLASH, NULL);
-            if (j < len)
-                fputc('"', out);
-            i = j;
-        } else if (json_space(c)) {
-            continue;
-        } else if (c == '{' || c == '[') {
-            size_t k = i + 1;
-            while (k < len && json_space(s[k]))
-                k++;
-            fputc(c, out);
-            if (k < len && s[k] == (c == '{' ? '}' : ']')) {
-                fputc(s[k], out); /* an empty one stays on its line */
-                i = k;
-                continue;
-            }
-            pretty_newline(out, indent, ++depth);
-        } else if (c == '}' || c == ']') {
-            depth = depth > 0 ? depth - 1 : 0;
-            pretty_newline(out, indent, depth);
-            fputc(c, out);
-        } else if (c == ',') {
-            fputc(',', out);
-            pretty_newline(out, indent, depth);
-        } else if (c == ':') {
-            fputs(": ", out);
-        } else {
-            put_safe(out, s + i, 1, 0, NULL);
-        }
-    }
-    fputc('\n', out);
-}
+/* ---- bodies ------------------------------------------------------------- */
 
 bool dlq_body_ids(const void *body, size_t len, int64_t *order_id, char *payment_id, size_t plen)
 {
@@ -390,27 +92,6 @@ bool dlq_body_ids(const void *body, size_t len, int64_t *order_id, char *payment
     }
     json_decref(root);
     return found;
-}
-
-void dlq_progress_line(char *out, size_t outlen, size_t done, size_t total, const char *tail,
-                       int width)
-{
-    char count[48];
-    int bar, filled, used;
-
-    snprintf(count, sizeof count, "%zu/%zu", done, total);
-    bar = width - (int)strlen(count) - 4 - (int)strlen(tail);
-    if (bar < 10)
-        tail = ""; /* the bar and the count matter most */
-    bar = width - (int)strlen(count) - 4 - (int)strlen(tail);
-    bar = bar > 40 ? 40 : bar < 10 ? 10 : bar;
-    filled = total ? (int)((double)bar * (double)done / (double)total) : bar;
-    used = snprintf(out, outlen, "[");
-    for (int i = 0; i < bar && used + 2 < (int)outlen; i++)
-        out[used++] = i < filled ? '#' : '-';
-    snprintf(out + used, outlen - (size_t)used, "] %s%s%s", count, tail[0] ? "  " : "", tail);
-    if (width > 0 && strlen(out) > (size_t)width)
-        out[width] = '\0';
 }
 
 /* ---- shared command pieces ---------------------------------------------- */
@@ -490,12 +171,12 @@ enum {
 static int parse_since(const char *cmd, const char *arg, char *out, size_t outlen)
 {
     int64_t us;
-    if (dlq_parse_since(arg, wall_us(), &us) != 0)
+    if (disp_parse_since(arg, wall_us(), &us) != 0)
         return usage(cmd,
                      "--since: expected a time (2026-11-21T10:00:00Z, 2026-11-21) or a duration "
                      "back from now (30m, 2h, 7d), got \"%s\"",
                      arg);
-    dlq_format_us(us, out, outlen);
+    disp_format_us(us, out, outlen);
     return 0;
 }
 
@@ -572,102 +253,15 @@ static void os_user(char *out, size_t outlen)
         snprintf(out, outlen, "uid %u", (unsigned)geteuid());
 }
 
-static int terminal_width(int fd)
-{
-    struct winsize ws;
-    if (!isatty(fd))
-        return 0;
-    if (ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
-        return ws.ws_col;
-    return 80;
-}
-
-/* Display columns of a UTF-8 string (one per character). */
-static size_t columns(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++)
-        n += ((unsigned char)*s & 0xC0) != 0x80;
-    return n;
-}
-
-/* A table of strings, printed with aligned columns; on a terminal the last
- * column is cut to the terminal's width. Cells are shown safely. */
-typedef struct table {
-    size_t ncols;
-    const char *const *head;
-    char **cells; /* nrows * ncols, owned */
-    size_t nrows;
-} table_t;
-
-static int table_add(table_t *t, const char *const *row)
-{
-    char **grown = realloc(t->cells, (t->nrows + 1) * t->ncols * sizeof *grown);
-    if (!grown)
-        return -1;
-    t->cells = grown;
-    for (size_t c = 0; c < t->ncols; c++)
-        t->cells[t->nrows * t->ncols + c] = safe_dup(row[c] ? row[c] : "");
-    t->nrows++;
-    return 0;
-}
-
-static void table_print(const table_t *t, FILE *out, int width)
-{
-    size_t w[16] = {0}, used = 0;
-    for (size_t c = 0; c < t->ncols; c++) {
-        w[c] = columns(t->head[c]);
-        for (size_t r = 0; r < t->nrows; r++) {
-            const char *cell = t->cells[r * t->ncols + c];
-            size_t n = cell ? columns(cell) : 0;
-            w[c] = n > w[c] ? n : w[c];
-        }
-        if (c + 1 < t->ncols)
-            used += w[c] + 2;
-    }
-    for (size_t r = 0; r <= t->nrows; r++) {
-        for (size_t c = 0; c < t->ncols; c++) {
-            const char *cell = r == 0 ? t->head[c] : t->cells[(r - 1) * t->ncols + c];
-            cell = cell ? cell : "";
-            if (c + 1 < t->ncols) {
-                fprintf(out, "%s%*s", cell, (int)(w[c] - columns(cell) + 2), "");
-                continue;
-            }
-            /* The last column: cut at a character boundary to fit. */
-            size_t room = width > 0 && (size_t)width > used + 4 ? (size_t)width - used : SIZE_MAX;
-            if (columns(cell) <= room) {
-                fputs(cell, out);
-            } else {
-                size_t k = 0, cols = 0;
-                while (cell[k] && cols < room - 3) {
-                    k++;
-                    while (((unsigned char)cell[k] & 0xC0) == 0x80)
-                        k++;
-                    cols++;
-                }
-                fprintf(out, "%.*s...", (int)k, cell);
-            }
-        }
-        fputc('\n', out);
-    }
-}
-
-static void table_free(table_t *t)
-{
-    for (size_t i = 0; i < t->nrows * t->ncols; i++)
-        free(t->cells[i]);
-    free(t->cells);
-}
-
 static void json_print(cJSON *o);
 
 /* Prints rows[0..n) (each `size` bytes) as JSON lines (json_of), or as a
  * table of head's columns (add_row puts one row's cells in it). */
 static void print_rows(const void *rows, size_t size, size_t n, bool json, const char *const *head,
                        size_t ncols, cJSON *(*json_of)(const void *row),
-                       int (*add_row)(table_t *t, const void *row))
+                       int (*add_row)(disp_table_t *t, const void *row))
 {
-    table_t t = {.ncols = ncols, .head = head};
+    disp_table_t t = {.ncols = ncols, .head = head};
     for (size_t i = 0; i < n; i++) {
         const void *row = (const char *)rows + i * size;
         if (json) {
@@ -678,8 +272,8 @@ static void print_rows(const void *rows, size_t size, size_t n, bool json, const
         }
     }
     if (!json && n > 0)
-        table_print(&t, stdout, terminal_width(STDOUT_FILENO));
-    table_free(&t);
+        disp_table_print(&t, stdout, disp_terminal_width(STDOUT_FILENO));
+    disp_table_free(&t);
 }
 
 static void json_print(cJSON *o)
@@ -754,7 +348,7 @@ static cJSON *letter_row_json(const void *row)
     return letter_json(row);
 }
 
-static int letter_row(table_t *t, const void *row)
+static int letter_row(disp_table_t *t, const void *row)
 {
     const store_dl_t *dl = row;
     char id[24], seen[16], replays[16], order[24] = "", payment_id[MSG_PAYMENT_ID_MAX + 1];
@@ -767,7 +361,7 @@ static int letter_row(table_t *t, const void *row)
         snprintf(order, sizeof order, "%" PRId64, order_id);
     const char *cells[] = {id,      dl->last_seen_at, dl->lane, dl->reason, seen,
                            replays, letter_state(dl), order,    dl->detail};
-    return table_add(t, cells);
+    return disp_table_add(t, cells);
 }
 
 int dlq_cmd_list(const cfg_t *cfg, bool json, int argc, char **argv)
@@ -817,7 +411,7 @@ static void show_headers(const char *headers)
     cJSON *o = cJSON_Parse(headers), *item;
     if (!o) {
         printf("  ");
-        dlq_put_safe(stdout, headers, strlen(headers), false, NULL);
+        disp_put_safe(stdout, headers, strlen(headers), false, NULL);
         printf("\n");
         return;
     }
@@ -831,13 +425,13 @@ static void show_headers(const char *headers)
             cJSON_ArrayForEach(sub, item)
             {
                 printf("  ");
-                dlq_put_safe(stdout, sub->string, strlen(sub->string), false, NULL);
+                disp_put_safe(stdout, sub->string, strlen(sub->string), false, NULL);
                 printf(": ");
                 if (cJSON_IsString(sub))
-                    dlq_put_safe(stdout, sub->valuestring, strlen(sub->valuestring), false, NULL);
+                    disp_put_safe(stdout, sub->valuestring, strlen(sub->valuestring), false, NULL);
                 else {
                     char *text = cJSON_PrintUnformatted(sub);
-                    dlq_put_safe(stdout, text ? text : "", text ? strlen(text) : 0, false, NULL);
+                    disp_put_safe(stdout, text ? text : "", text ? strlen(text) : 0, false, NULL);
                     cJSON_free(text);
                 }
                 printf("\n");
@@ -847,7 +441,7 @@ static void show_headers(const char *headers)
         char *text = cJSON_IsString(item) ? NULL : cJSON_PrintUnformatted(item);
         const char *v = cJSON_IsString(item) ? item->valuestring : text ? text : "";
         printf("  [broker] %s: ", item->string);
-        dlq_put_safe(stdout, v, strlen(v), false, NULL);
+        disp_put_safe(stdout, v, strlen(v), false, NULL);
         printf("\n");
         cJSON_free(text);
     }
@@ -868,13 +462,13 @@ static void show_body(const store_dl_t *dl)
     }
     if (is_json) {
         printf("body         %zu bytes, JSON (re-indented; the exact bytes: --raw)\n", dl->len);
-        dlq_put_json_pretty(stdout, dl->body, dl->len, "  ");
+        disp_put_json_pretty(stdout, dl->body, dl->len, "  ");
         return;
     }
     printf("body         %zu bytes, not JSON (%s); shown with \\xNN for bytes that are not "
            "printable text; the exact bytes: --raw\n  ",
            dl->body_len, msg_status_code(st));
-    dlq_put_safe(stdout, dl->body, shown, true, "  ");
+    disp_put_safe(stdout, dl->body, shown, true, "  ");
     printf("\n");
     if (shown < dl->body_len)
         printf("  ... %zu more bytes\n", dl->body_len - shown);
@@ -892,7 +486,7 @@ static void show_history(const store_dl_audit_t *h, size_t n)
                h[i].resigned ? " (re-signed)" : "");
         if (h[i].detail[0]) {
             printf(": ");
-            dlq_put_safe(stdout, h[i].detail, strlen(h[i].detail), false, NULL);
+            disp_put_safe(stdout, h[i].detail, strlen(h[i].detail), false, NULL);
         }
         printf("\n");
     }
@@ -934,7 +528,7 @@ static void show_json(const store_dl_t *dl, const store_dl_audit_t *h, size_t nh
     else
         cJSON_AddStringToObject(o, "headers", dl->headers);
     /* The body as text when it is (valid UTF-8, no NUL), and always exactly. */
-    if (dl->len == dl->body_len && utf8_text(dl->body, dl->len))
+    if (dl->len == dl->body_len && disp_utf8_text(dl->body, dl->len))
         cJSON_AddStringToObject(o, "body", (const char *)dl->body);
     else
         cJSON_AddNullToObject(o, "body");
@@ -1002,7 +596,7 @@ int dlq_cmd_show(const cfg_t *cfg, bool json, int argc, char **argv)
                    dl.resolution);
             if (dl.resolution_note[0]) {
                 printf(" (");
-                dlq_put_safe(stdout, dl.resolution_note, strlen(dl.resolution_note), false, NULL);
+                disp_put_safe(stdout, dl.resolution_note, strlen(dl.resolution_note), false, NULL);
                 printf(")");
             }
             printf("\n");
@@ -1011,7 +605,7 @@ int dlq_cmd_show(const cfg_t *cfg, bool json, int argc, char **argv)
         }
         printf("reason       %s\n", dl.reason);
         printf("detail       ");
-        dlq_put_safe(stdout, dl.detail, strlen(dl.detail), false, NULL);
+        disp_put_safe(stdout, dl.detail, strlen(dl.detail), false, NULL);
         printf("\n");
         if (dlq_body_ids(dl.body, dl.len, &order_id, payment_id, sizeof payment_id))
             printf("order        %" PRId64 "%s%s (couponctl status %" PRId64 ")\n", order_id,
@@ -1339,7 +933,7 @@ static void print_outcome(const store_dl_t *dl, const outcome_t *o, bool dry, bo
     if (o->order_id)
         printf(" (order %" PRId64 ")", o->order_id);
     printf(": ");
-    dlq_put_safe(stdout, o->detail, strlen(o->detail), false, NULL);
+    disp_put_safe(stdout, o->detail, strlen(o->detail), false, NULL);
     printf("\n");
 }
 
@@ -1456,7 +1050,7 @@ static bool replay_step(replayer_t *R, run_t *run, store_dl_t *dl)
     if (run->progress &&
         (mono_ns() - run->drawn_ns >= PROGRESS_EVERY_MS * 1000000LL || run->done == run->total)) {
         run_text(run, tail, sizeof tail);
-        dlq_progress_line(line, sizeof line, run->done, run->total, tail, run->width - 1);
+        disp_progress_line(line, sizeof line, run->done, run->total, tail, run->width - 1);
         fprintf(stderr, "\r\033[K%s", line);
         run->drawn_ns = mono_ns();
     }
@@ -1521,7 +1115,7 @@ int dlq_cmd_replay(const cfg_t *cfg, bool json, int argc, char **argv)
 {
     selection_t s = {.json = json};
     replayer_t R = {.cfg = cfg};
-    run_t run = {.width = terminal_width(STDERR_FILENO)};
+    run_t run = {.width = disp_terminal_width(STDERR_FILENO)};
     char err[CP_ERRLEN];
     struct sigaction sa = {.sa_handler = on_interrupt}, old_int, old_term;
     store_rc_t rc;
@@ -1603,7 +1197,7 @@ int dlq_cmd_resolve(const cfg_t *cfg, bool json, int argc, char **argv)
     }
     if (!text || !text[strspn(text, " \t")])
         return usage("resolve", "needs --note TEXT: say why the letters are closed unreplayed");
-    if (!utf8_text(text, strlen(text)))
+    if (!disp_utf8_text(text, strlen(text)))
         return usage("resolve", "--note must be UTF-8 text");
     if ((ret = selection_ids("resolve", &s, optind, argc, argv)) != 0)
         goto out;
@@ -1666,7 +1260,7 @@ int dlq_cmd_resolve(const cfg_t *cfg, bool json, int argc, char **argv)
             json_print(j);
         } else {
             printf("letter %" PRId64 ": resolved: ", s.ids[i]);
-            dlq_put_safe(stdout, text, strlen(text), false, NULL);
+            disp_put_safe(stdout, text, strlen(text), false, NULL);
             printf("\n");
         }
     }
@@ -1683,7 +1277,7 @@ static cJSON *audit_row_json(const void *row)
     return audit_json(row);
 }
 
-static int audit_row(table_t *t, const void *row)
+static int audit_row(disp_table_t *t, const void *row)
 {
     const store_dl_audit_t *a = row;
     char id[24], order[24] = "";
@@ -1694,7 +1288,7 @@ static int audit_row(table_t *t, const void *row)
     const char *cells[] = {a->at,    a->os_user, a->host,   a->action,
                            id,       order,      a->result, a->resigned ? "re-signed" : "",
                            a->detail};
-    return table_add(t, cells);
+    return disp_table_add(t, cells);
 }
 
 int dlq_cmd_audit(const cfg_t *cfg, bool json, int argc, char **argv)

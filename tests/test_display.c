@@ -1,10 +1,11 @@
-/* test_dlq_text.c: the pure pieces of the dead-letter commands: --since
- * parsing, times, safe display of untrusted bytes, re-indented JSON, the ids
- * a body names, the progress bar. */
+/* test_display.c: what couponctl shows people (display.c): --since parsing,
+ * times, safe display of untrusted bytes, re-indented JSON, the progress bar,
+ * tables; and the pure pieces of the dead-letter commands (dlq.c). */
 #define _GNU_SOURCE
 #include <stdint.h>
 
 #include "check.h"
+#include "display.h"
 #include "dlq.h"
 
 #define LIT(s) s, sizeof(s) - 1
@@ -17,7 +18,7 @@ static void test_since(void)
     static const struct {
         const char *in;
         int rc;
-        const char *want; /* dlq_format_us of the result */
+        const char *want; /* disp_format_us of the result */
     } cases[] = {
         {"2026-11-21T10:00:00Z", 0, "2026-11-21T10:00:00.000000Z"},
         {"2026-11-21T10:00:00.25Z", 0, "2026-11-21T10:00:00.250000Z"},
@@ -56,11 +57,11 @@ static void test_since(void)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int64_t us = 0;
         char got[40];
-        int rc = dlq_parse_since(cases[i].in, NOW, &us);
+        int rc = disp_parse_since(cases[i].in, NOW, &us);
         CHECK_MSG(rc == cases[i].rc, "\"%s\": rc %d, want %d", cases[i].in, rc, cases[i].rc);
         if (rc != 0 || !cases[i].want)
             continue;
-        dlq_format_us(us, got, sizeof got);
+        disp_format_us(us, got, sizeof got);
         CHECK_MSG(strcmp(got, cases[i].want) == 0, "\"%s\": %s, want %s", cases[i].in, got,
                   cases[i].want);
     }
@@ -92,7 +93,7 @@ static void expect_safe(const char *name, const void *in, size_t len, bool lines
     capture_t c;
     char *got;
 
-    dlq_put_safe(capture_start(&c), in, len, lines, "> ");
+    disp_put_safe(capture_start(&c), in, len, lines, "> ");
     got = capture_end(&c);
     CHECK_MSG(strcmp(got, want) == 0, "%s: \"%s\", want \"%s\"", name, got, want);
     free(got);
@@ -129,7 +130,7 @@ static void expect_pretty(const char *name, const char *in, const char *want)
     capture_t c;
     char *got;
 
-    dlq_put_json_pretty(capture_start(&c), in, strlen(in), "| ");
+    disp_put_json_pretty(capture_start(&c), in, strlen(in), "| ");
     got = capture_end(&c);
     CHECK_MSG(strcmp(got, want) == 0, "%s:\n%s\nwant:\n%s", name, got, want);
     free(got);
@@ -172,15 +173,39 @@ static void test_progress(void)
 {
     char line[256];
 
-    dlq_progress_line(line, sizeof line, 5, 10, "ok", 80);
+    disp_progress_line(line, sizeof line, 5, 10, "ok", 80);
     CHECK_STR(line, "[####################--------------------] 5/10  ok");
-    dlq_progress_line(line, sizeof line, 0, 300, "replayed 0", 40);
+    disp_progress_line(line, sizeof line, 0, 300, "replayed 0", 40);
     CHECK_MSG(strlen(line) <= 40, "%s", line);
     CHECK_MSG(strncmp(line, "[---", 4) == 0, "%s", line);
-    dlq_progress_line(line, sizeof line, 300, 300, "", 30);
+    disp_progress_line(line, sizeof line, 300, 300, "", 30);
     CHECK_MSG(strstr(line, "] 300/300") && !strchr(line, '-'), "%s", line);
-    dlq_progress_line(line, 16, 1, 2, "a long tail that does not fit", 200);
+    disp_progress_line(line, 16, 1, 2, "a long tail that does not fit", 200);
     CHECK_MSG(strlen(line) == 15, "%s", line);
+}
+
+static void test_utf8_and_table(void)
+{
+    static const char *const head[] = {"ID", "NOTE"};
+    disp_table_t t = {.ncols = 2, .head = head};
+    const char *r1[] = {"1", "short"}, *r2[] = {"12345", "w\xc3\xa9 \x1b[1m long enough to be cut"};
+    capture_t c;
+    char *got;
+
+    CHECK(disp_utf8_text(LIT("w\xc3\xa9rld")));
+    CHECK(!disp_utf8_text(LIT("a\0b")));
+    CHECK(!disp_utf8_text(LIT("\xff")));
+    CHECK(disp_table_add(&t, r1) == 0);
+    CHECK(disp_table_add(&t, r2) == 0);
+    disp_table_print(&t, capture_start(&c), 0);
+    got = capture_end(&c);
+    CHECK_STR(got, "ID     NOTE\n1      short\n12345  w\xc3\xa9 \\x1b[1m long enough to be cut\n");
+    free(got);
+    disp_table_print(&t, capture_start(&c), 20);
+    got = capture_end(&c);
+    CHECK_STR(got, "ID     NOTE\n1      short\n12345  w\xc3\xa9 \\x1b[1m...\n");
+    free(got);
+    disp_table_free(&t);
 }
 
 static void test_results(void)
@@ -199,6 +224,7 @@ int main(void)
     test_pretty();
     test_body_ids();
     test_progress();
+    test_utf8_and_table();
     test_results();
-    return check_done("test_dlq_text");
+    return check_done("test_display");
 }
