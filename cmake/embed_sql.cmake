@@ -1,4 +1,6 @@
 # Turns the migration files into a C table: { version, name, sql }.
+# FILES is the list of files separated by "|" (CMakeLists.txt joins it so).
+string(REPLACE "|" ";" FILES "${FILES}")
 set(body "/* Generated from the files in src/sql; do not edit. */\n#include \"store.h\"\n\nconst store_migration_t store_migrations[] = {\n")
 set(count 0)
 foreach(f ${FILES})

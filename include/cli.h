@@ -4,6 +4,7 @@
 #define COUPOND_CLI_H
 
 #include "config.h"
+#include "store.h"
 
 typedef struct cli_common {
     const char *prog;        /* for messages */
@@ -21,5 +22,10 @@ int cli_add_set(cli_common_t *cli, char *set) CP_MUSTCHECK;
 int cli_load(cli_common_t *cli, cfg_t *cfg, const char *role) CP_MUSTCHECK;
 
 void cli_free(cli_common_t *cli);
+
+/* Opens the store named by cfg. Returns CP_EXIT_OK with *st, or the exit
+ * code after printing why to stderr: CP_EXIT_USAGE for a malformed
+ * store.conninfo, CP_EXIT_UNAVAIL when the server cannot be reached. */
+int cli_store_open(const char *prog, const cfg_t *cfg, store_t **st) CP_MUSTCHECK;
 
 #endif

@@ -74,6 +74,9 @@ typedef struct cfg {
         int timeout_ms;
     } publish;
     struct {
+        int max_replays; /* replays of one letter before couponctl dlq replay needs --force */
+    } dlq;
+    struct {
         char *listen;
     } metrics;
     struct {

@@ -46,6 +46,16 @@ msg_status_t lane_verify(const cfg_t *cfg, const tp_delivery_t *d, msg_payment_t
 store_rc_t lane_dead_letter(lane_ctx_t *lc, const transport_t *tp, const tp_delivery_t *d,
                             const char *reason, const char *detail);
 
+/* When p falls due for a refund: paid_at + issue.refund_after_s, in
+ * milliseconds since the Unix epoch. */
+int64_t lane_deadline_ms(const cfg_t *cfg, const msg_payment_t *p);
+
+/* The W retry tier (a delay in issue.retry_delays_ms) for the attempt after
+ * `attempt` W attempts, remaining_ms before the deadline: the tier of this
+ * attempt, or the largest that still lands before the deadline, or else the
+ * smallest (so a refund is at most the smallest tier late). */
+int lane_retry_tier(const cfg_t *cfg, int attempt, int64_t remaining_ms);
+
 /* The L lane's consumer: acknowledge first, issue once, in batches. Returns
  * the process exit code. */
 int lane_l_run(lane_ctx_t *lc);

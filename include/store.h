@@ -141,6 +141,14 @@ store_rc_t store_order_get(store_t *st, int64_t order_id, store_order_t *out, ch
 store_rc_t store_issue(store_t *st, const msg_payment_t *p, const char *issued_by,
                        store_result_t *res, char *err, size_t errlen) CP_MUSTCHECK;
 
+/* What store_issue would answer for p now, read-only (SQL
+ * coupond_issue_preview, for `couponctl dlq replay --dry-run`): res as
+ * store_issue fills it (outcome ISSUED, DUPLICATE, TRANSIENT, or REJECTED
+ * with conflict), but nothing is recorded or locked. Returns STORE_OK, or an
+ * error as store_issue. */
+store_rc_t store_issue_preview(store_t *st, const msg_payment_t *p, store_result_t *res, char *err,
+                               size_t errlen) CP_MUSTCHECK;
+
 /* store_issue for a batch. The batch goes to the store as one statement (SQL
  * coupond_issue_batch: orders seen for the first time are recorded, judged
  * and issued set-based, the others one by one) in one transaction; if that

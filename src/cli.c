@@ -1,4 +1,5 @@
-/* cli.c: configuration loading shared by coupond and couponctl. */
+/* cli.c: configuration loading shared by coupond and couponctl, and
+ * couponctl's way of opening the store. */
 #include "cli.h"
 
 #include <stdio.h>
@@ -39,4 +40,20 @@ void cli_free(cli_common_t *cli)
     free(cli->sets);
     cli->sets = NULL;
     cli->nsets = 0;
+}
+
+int cli_store_open(const char *prog, const cfg_t *cfg, store_t **st)
+{
+    char err[CP_ERRLEN];
+    store_rc_t rc = store_open(st, cfg->store.conninfo, cfg->store.password,
+                               cfg->store.statement_timeout_ms, err, sizeof err);
+    if (rc == STORE_E_INVALID) {
+        fprintf(stderr, "%s: store.conninfo: %s\n", prog, err);
+        return CP_EXIT_USAGE;
+    }
+    if (rc != STORE_OK) {
+        fprintf(stderr, "%s: store unavailable: %s\n", prog, err);
+        return CP_EXIT_UNAVAIL;
+    }
+    return CP_EXIT_OK;
 }

@@ -153,6 +153,7 @@ static const cfg_def_t defs[] = {
     {"security.require_signature", T_BOOL, OFF(security.require_signature), "true", 0, 0, NULL,
      NULL, 0, 0},
     INT("publish.timeout_ms", publish.timeout_ms, "5000", 1000, 600000, F_RELOAD),
+    INT("dlq.max_replays", dlq.max_replays, "5", 1, 1000, 0),
     STR("metrics.listen", metrics.listen, "127.0.0.1:9464", check_listen, 0),
     ENUM("log.level", log.level, "info", levels, F_RELOAD),
     ENUM("log.format", log.format, "json", formats, F_RELOAD),

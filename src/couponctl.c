@@ -1,5 +1,5 @@
 /* couponctl: the operators' and finance's tool: store migrations, deals,
- * order status and configuration look-ups. */
+ * order status, dead letters and configuration look-ups. */
 #define _GNU_SOURCE
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "dlq.h"
 #include "log.h"
 #include "publish.h"
 #include "signature.h"
@@ -60,18 +61,7 @@ static int parse_i64(const char *s, int64_t min, int64_t *out)
  * after reporting why it cannot be used. */
 static int ctl_store(ctl_t *ctl, store_t **st)
 {
-    char err[CP_ERRLEN];
-    store_rc_t rc = store_open(st, ctl->cfg.store.conninfo, ctl->cfg.store.password,
-                               ctl->cfg.store.statement_timeout_ms, err, sizeof err);
-    if (rc == STORE_E_INVALID) {
-        fprintf(stderr, "couponctl: store.conninfo: %s\n", err);
-        return CP_EXIT_USAGE;
-    }
-    if (rc != STORE_OK) {
-        fprintf(stderr, "couponctl: store unavailable: %s\n", err);
-        return CP_EXIT_UNAVAIL;
-    }
-    return 0;
+    return cli_store_open("couponctl", &ctl->cfg, st);
 }
 
 /* An unmigrated (or newer) schema makes the store unusable, like an outage. */
@@ -347,6 +337,18 @@ out:
     return rc;
 }
 
+/* The dead-letter commands live in src/dlq.c. */
+#define DLQ_COMMAND(name)                                                                          \
+    static int cmd_dlq_##name(ctl_t *ctl, int argc, char **argv)                                   \
+    {                                                                                              \
+        return dlq_cmd_##name(&ctl->cfg, ctl->json, argc, argv);                                   \
+    }
+DLQ_COMMAND(list)
+DLQ_COMMAND(show)
+DLQ_COMMAND(replay)
+DLQ_COMMAND(resolve)
+DLQ_COMMAND(audit)
+
 static const ctl_cmd_t commands[] = {
     {"db migrate", "", "apply the store's schema migrations (idempotent)", cmd_db_migrate},
     {"deal set", "DEAL_ID --price-cents N --currency XXX [--active|--inactive]",
@@ -356,6 +358,23 @@ static const ctl_cmd_t commands[] = {
      cmd_publish},
     {"status", "ORDER_ID", "show one order: payment, state, attempts, coupons, refund", cmd_status},
     {"config get", "PATH", "print one setting's effective value (secrets masked)", cmd_config_get},
+    {"dlq list", "[--reason CODE] [--lane l|w] [--since T] [--unresolved] [--limit N]",
+     "list dead letters: reason, lanes, sightings, replays, state (default --limit 100)",
+     cmd_dlq_list},
+    {"dlq show", "ID [--raw]",
+     "show one dead letter: headers, body (re-indented JSON, or escaped), reason, history",
+     cmd_dlq_show},
+    {"dlq replay",
+     "ID... | [--reason CODE] [--lane l|w] [--since T] [--unresolved] [--limit N]\n"
+     "        [--dry-run] [--rate N] [--force] [--resign KEY_ID]",
+     "re-validate letters with the current configuration and send the valid ones down the W\n"
+     "      lane's path (by filter: open letters only); every replay is recorded",
+     cmd_dlq_replay},
+    {"dlq resolve", "ID... --note TEXT", "close letters without replaying them (recorded)",
+     cmd_dlq_resolve},
+    {"dlq audit", "[--letter ID] [--since T] [--limit N]",
+     "the audit trail of replays and resolves: who, when, which letter, what happened",
+     cmd_dlq_audit},
 };
 
 static void usage(FILE *out)

@@ -124,3 +124,20 @@ store_rc_t lane_dead_letter(lane_ctx_t *lc, const transport_t *tp, const tp_deli
     free(headers);
     return rc;
 }
+
+int64_t lane_deadline_ms(const cfg_t *cfg, const msg_payment_t *p)
+{
+    return p->paid_at_us / 1000 + (int64_t)cfg->issue.refund_after_s * 1000;
+}
+
+int lane_retry_tier(const cfg_t *cfg, int attempt, int64_t remaining_ms)
+{
+    const int *d = cfg->issue.retry_delays_ms;
+    int n = cfg->issue.nretry_delays, want = d[attempt < n ? attempt : n - 1];
+    if (want <= remaining_ms)
+        return want;
+    for (int i = n - 1; i >= 0; i--)
+        if (d[i] <= remaining_ms)
+            return d[i];
+    return d[0];
+}

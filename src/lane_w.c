@@ -48,26 +48,6 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int64_t deadline_ms(const cfg_t *cfg, const msg_payment_t *p)
-{
-    return p->paid_at_us / 1000 + (int64_t)cfg->issue.refund_after_s * 1000;
-}
-
-/* The delay before the next attempt: the tier of this attempt, or the largest
- * that still lands before the deadline, or else the smallest (so a refund is
- * at most the smallest tier late). */
-static int pick_tier(const cfg_t *cfg, int attempt, int64_t remaining_ms)
-{
-    const int *d = cfg->issue.retry_delays_ms;
-    int n = cfg->issue.nretry_delays, want = d[attempt < n ? attempt : n - 1];
-    if (want <= remaining_ms)
-        return want;
-    for (int i = n - 1; i >= 0; i--)
-        if (d[i] <= remaining_ms)
-            return d[i];
-    return d[0];
-}
-
 static int grow(w_lane_t *w, size_t n)
 {
     void *p;
@@ -136,7 +116,7 @@ static int work(w_lane_t *w, size_t n)
         it->attempt = w->dv[i].attempt;
         snprintf(it->sig, sizeof it->sig, "%.*s", (int)w->dv[i].siglen,
                  w->dv[i].signature ? w->dv[i].signature : "");
-        if (now >= deadline_ms(cfg, &it->p)) {
+        if (now >= lane_deadline_ms(cfg, &it->p)) {
             char reason[128];
             snprintf(reason, sizeof reason, "deadline: no coupons %d s after payment",
                      cfg->issue.refund_after_s);
@@ -197,9 +177,9 @@ static int work(w_lane_t *w, size_t n)
         }
         if (!retry)
             continue;
-        remaining = deadline_ms(cfg, &it->p) - wall_ms();
+        remaining = lane_deadline_ms(cfg, &it->p) - wall_ms();
         {
-            int delay = pick_tier(cfg, it->attempt, remaining);
+            int delay = lane_retry_tier(cfg, it->attempt, remaining);
             tp_retry_queue(&cfg->lane_w, delay, w->retry_dest[nretries],
                            sizeof w->retry_dest[nretries]);
             w->retries[nretries] = (tp_msg_t){.body = w->dv[it->dv].body,

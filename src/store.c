@@ -12,6 +12,8 @@
 
 #include <libpq-fe.h>
 
+#include "store_int.h"
+
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS   5000
 /* Orders sent per pipeline round trip: small enough that the results never
@@ -25,8 +27,6 @@
 #define OUTBOX_PAYLOAD_SIZE "1024"
 _Static_assert(sizeof(((store_outbox_row_t *)0)->payload) == 1024,
                "OUTBOX_PAYLOAD_SIZE must match store_outbox_row_t.payload");
-/* RFC 3339 UTC with milliseconds, as to_char formats it. */
-#define SQL_TIME(col) "to_char((" col ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
 enum stmt_id {
     STMT_ISSUE,
@@ -1600,4 +1600,44 @@ store_rc_t store_finished(store_t *st, const int64_t *order_ids, size_t n, bool 
     }
     PQclear(r);
     return STORE_OK;
+}
+
+store_rc_t store_query(store_t *st, const char *what, const char *sql, int nparams,
+                       const char *const *params, PGresult **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    store_rc_t rc = ready(st, err, errlen);
+    if (rc != STORE_OK)
+        return rc;
+    PGresult *r = PQexecParams(st->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+    ExecStatusType s = PQresultStatus(r);
+    if (s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK) {
+        *out = r;
+        return STORE_OK;
+    }
+    rc = failed(st, r, what, err, errlen);
+    PQclear(r);
+    return rc;
+}
+
+store_rc_t store_issue_preview(store_t *st, const msg_payment_t *p, store_result_t *res, char *err,
+                               size_t errlen)
+{
+    static const char sql[] =
+        "SELECT outcome, state, error FROM coupond_issue_preview($1::bigint, $2::text, "
+        "$3::bigint, $4::bigint, $5::integer, $6::bigint, $7::text, "
+        "timestamptz 'epoch' + $8::bigint * interval '1 microsecond')";
+    struct payment_text t;
+    PGresult *r;
+
+    result_clear(res);
+    payment_text_make(&t, p);
+    const char *v[8] = {t.order_id, p->payment_id, t.user_id,   t.deal_id,
+                        t.quantity, t.amount,      p->currency, t.paid_at_us};
+    store_rc_t rc = store_query(st, "issue preview", sql, 8, v, &r, err, errlen);
+    if (rc != STORE_OK)
+        return rc;
+    rc = issue_result(r, res, err, errlen);
+    PQclear(r);
+    return rc;
 }

@@ -124,7 +124,7 @@ lib_cleanup() {
         return
     fi
     $COUPOND_RABBITMQCTL list_queues -q name 2>/dev/null | grep "^$run\." | while read -r q; do
-        $COUPOND_RABBITMQCTL delete_queue "$q" >/dev/null 2>&1
+        $COUPOND_RABBITMQCTL delete_queue "$q" </dev/null >/dev/null 2>&1  # it reads stdin: not the list
     done
     dropdb --if-exists "$db" 2>/dev/null
     rm -rf "$tmp"
