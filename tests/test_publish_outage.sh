@@ -21,6 +21,10 @@ kafkactl() { "$build/coupond-kafkahost" --ctl "$COUPOND_KAFKA_CONTROL" "$@" >/de
 cleanup() {
     kafkactl up all || true
     "$services" status >/dev/null 2>&1 || "$services" up >/dev/null 2>&1
+    # Queues left behind would slow every later restart of the node.
+    for q in "$run.work" "$run.delay"; do
+        $COUPOND_RABBITMQCTL delete_queue "$q" </dev/null >/dev/null 2>&1
+    done
 }
 trap cleanup EXIT
 
