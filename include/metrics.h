@@ -13,18 +13,13 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "common.h"
+#include "textbuf.h"
 
 /* ---- exposition: the text format, one piece at a time --------------- */
 
-/* A growing text buffer. On out of memory it stops growing and sets oom;
- * the text is then incomplete (the server answers 500). */
-typedef struct mx_buf {
-    char *s;
-    size_t len, cap;
-    bool oom;
-} mx_buf_t;
-
-void mx_buf_free(mx_buf_t *b);
+/* The page is assembled in a textbuf_t; an oom buffer makes the server
+ * answer 500. */
+typedef textbuf_t mx_buf_t;
 
 typedef struct mx_label {
     const char *name, *value;

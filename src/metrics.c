@@ -19,50 +19,18 @@
 
 /* ---- exposition --------------------------------------------------------- */
 
-void mx_buf_free(mx_buf_t *b)
-{
-    free(b->s);
-    *b = (mx_buf_t){0};
-}
-
-static void put(mx_buf_t *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        char *p;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        if (!(p = realloc(b->s, cap))) {
-            b->oom = true;
-            return;
-        }
-        b->s = p;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
-
-static void puts_(mx_buf_t *b, const char *s)
-{
-    put(b, s, strlen(s));
-}
-
 /* Escapes backslash and newline, and the double quote too when quote. */
 static void put_escaped(mx_buf_t *b, const char *s, bool quote)
 {
     for (; *s; s++) {
         if (*s == '\\')
-            puts_(b, "\\\\");
+            textbuf_puts(b, "\\\\");
         else if (*s == '\n')
-            puts_(b, "\\n");
+            textbuf_puts(b, "\\n");
         else if (*s == '"' && quote)
-            puts_(b, "\\\"");
+            textbuf_puts(b, "\\\"");
         else
-            put(b, s, 1);
+            textbuf_put(b, s, 1);
     }
 }
 
@@ -77,20 +45,20 @@ static void put_value(mx_buf_t *b, double v)
         snprintf(num, sizeof num, "%.0f", v);
     else if (snprintf(num, sizeof num, "%.15g", v), strtod(num, NULL) != v)
         snprintf(num, sizeof num, "%.17g", v); /* the shortest that reads back exactly */
-    puts_(b, num);
+    textbuf_puts(b, num);
 }
 
 void mx_family(mx_buf_t *b, const char *name, const char *type, const char *help)
 {
-    puts_(b, "# HELP ");
-    puts_(b, name);
-    puts_(b, " ");
+    textbuf_puts(b, "# HELP ");
+    textbuf_puts(b, name);
+    textbuf_puts(b, " ");
     put_escaped(b, help, false);
-    puts_(b, "\n# TYPE ");
-    puts_(b, name);
-    puts_(b, " ");
-    puts_(b, type);
-    puts_(b, "\n");
+    textbuf_puts(b, "\n# TYPE ");
+    textbuf_puts(b, name);
+    textbuf_puts(b, " ");
+    textbuf_puts(b, type);
+    textbuf_puts(b, "\n");
 }
 
 /* name{labels[,extra="value"]} value */
@@ -98,21 +66,21 @@ static void sample_ex(mx_buf_t *b, const char *name, const char *suffix, const m
                       size_t nlabels, const char *extra, const char *extra_value, double value)
 {
     size_t n = 0;
-    puts_(b, name);
-    puts_(b, suffix);
+    textbuf_puts(b, name);
+    textbuf_puts(b, suffix);
     for (size_t i = 0; i < nlabels + (extra != NULL); i++) {
         const mx_label_t l = i < nlabels ? labels[i] : (mx_label_t){extra, extra_value};
-        puts_(b, n++ ? "," : "{");
-        puts_(b, l.name);
-        puts_(b, "=\"");
+        textbuf_puts(b, n++ ? "," : "{");
+        textbuf_puts(b, l.name);
+        textbuf_puts(b, "=\"");
         put_escaped(b, l.value, true);
-        puts_(b, "\"");
+        textbuf_puts(b, "\"");
     }
     if (n)
-        puts_(b, "}");
-    puts_(b, " ");
+        textbuf_puts(b, "}");
+    textbuf_puts(b, " ");
     put_value(b, value);
-    puts_(b, "\n");
+    textbuf_puts(b, "\n");
 }
 
 void mx_sample(mx_buf_t *b, const char *name, const mx_label_t *labels, size_t nlabels,
@@ -438,7 +406,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         mx_buf_t b = {0};
         metrics_format(&b);
         if (b.oom) {
-            mx_buf_free(&b);
+            textbuf_free(&b);
             return reply(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n", 14, false, text);
         }
         return reply(c, MHD_HTTP_OK, b.s, b.len, true, "text/plain; version=0.0.4; charset=utf-8");
