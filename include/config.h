@@ -78,6 +78,8 @@ typedef struct cfg {
     } dlq;
     struct {
         char *listen;
+        int stall_timeout_s;    /* /healthz fails when the loop has not ticked this long */
+        int pending_interval_s; /* how often the oldest pending payment's age is read */
     } metrics;
     struct {
         int level;

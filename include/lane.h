@@ -7,6 +7,7 @@
 #include <signal.h>
 #include "config.h"
 #include "message.h"
+#include "metrics.h"
 #include "signature.h"
 #include "store.h"
 #include "transport.h"
@@ -19,6 +20,7 @@ typedef struct lane_ctx {
     int nsets;
     const char *role; /* "l" or "w" */
     store_t *store;
+    int64_t next_ping_ms, next_pending_ms; /* lane_tick's schedule (tp_now_ms) */
 } lane_ctx_t;
 
 /* Set by SIGTERM/SIGINT and SIGHUP; the loops act on them between batches. */
@@ -55,6 +57,29 @@ int64_t lane_deadline_ms(const cfg_t *cfg, const msg_payment_t *p);
  * attempt, or the largest that still lands before the deadline, or else the
  * smallest (so a refund is at most the smallest tier late). */
 int lane_retry_tier(const cfg_t *cfg, int attempt, int64_t remaining_ms);
+
+/* Runs the lane of lc->role: starts the metrics server (metrics.listen),
+ * tells the service manager it is ready (notify.h), runs lane_l_run or
+ * lane_w_run, stops the server. Returns the process exit code (2 when the
+ * metrics server cannot listen). */
+int lane_run(lane_ctx_t *lc);
+
+/* What both loops do on every round: mark the loop alive (/healthz), record
+ * whether the broker is up, ping the store (at most every second), read the
+ * oldest pending payment's age (every metrics.pending_interval_s) and pet the
+ * watchdog. Returns false when the store did not answer the ping: the loop
+ * then stops taking messages and waits for it (lane_store_wait). */
+bool lane_tick(lane_ctx_t *lc, bool broker_up);
+
+/* The loop is leaving: logs it and tells the service manager STOPPING. */
+void lane_stopping(lane_ctx_t *lc);
+
+/* Counts one order's store result (metrics.h); conflicts are counted as
+ * dead letters by lane_dead_letter. */
+void lane_count(const msg_payment_t *p, const store_result_t *r);
+
+/* Seconds from p's paid_at to now, for the latency histogram. */
+double lane_age_s(const msg_payment_t *p);
 
 /* The L lane's consumer: acknowledge first, issue once, in batches. Returns
  * the process exit code. */

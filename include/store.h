@@ -267,4 +267,14 @@ store_rc_t store_dead_letter(store_t *st, const store_letter_t *dl, int64_t *id,
  * the OS CSPRNG) into out[17]. Returns 0 or -1 if the CSPRNG failed. */
 int store_coupon_code(char out[17]) CP_MUSTCHECK;
 
+/* Health, for readiness and metrics: a round trip (SELECT 1) on st's
+ * connection, reconnecting first if the backoff of store_ensure allows.
+ * Returns STORE_OK or STORE_E_UNAVAILABLE with err set. */
+store_rc_t store_ping(store_t *st, char *err, size_t errlen) CP_MUSTCHECK;
+
+/* *age_s gets the age (now - paid_at, seconds) of the oldest pending payment,
+ * 0 when none is pending (an index scan on payments_pending_paid_at).
+ * Returns STORE_OK or an error. */
+store_rc_t store_oldest_pending(store_t *st, double *age_s, char *err, size_t errlen) CP_MUSTCHECK;
+
 #endif

@@ -110,6 +110,12 @@ char *tp_headers_json(const transport_t *tp, const tp_delivery_t *d);
 /* The lane's name and broker kind, for messages ("l/kafka"). */
 const char *tp_describe(const transport_t *tp);
 
+/* Whether the transport's broker connection is up, for readiness (NULL:
+ * false). AMQP: the connection is open. Kafka: librdkafka has not reported
+ * every broker down, or a metadata request (at most every 2 s, 200 ms
+ * bound) has since been answered. */
+bool tp_connected(transport_t *tp);
+
 void tp_close(transport_t *tp);
 
 #endif

@@ -82,7 +82,7 @@ int main(int argc, char **argv)
                          .nsets = cli.nsets,
                          .role = role};
         lane_signals_install();
-        rc = strcmp(role, "l") == 0 ? lane_l_run(&lc) : lane_w_run(&lc);
+        rc = lane_run(&lc);
         store_close(lc.store);
     }
     cli_free(&cli);

@@ -5,10 +5,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "notify.h"
 #include "signature.h"
+
+#define LANE_PING_MS 1000
 
 volatile sig_atomic_t lane_stop, lane_reload;
 
@@ -39,17 +43,21 @@ void lane_apply_reload(lane_ctx_t *lc)
     cfg_t next;
 
     lane_reload = 0;
+    notify_reloading();
     if (cfg_load(&next, lc->config_path, lc->sets, lc->nsets, err, sizeof err) != 0) {
         log_error("reload failed, the old settings stay: %s", err);
+        notify_ready("reload failed, the old settings stay");
         return;
     }
     cfg_apply_reload(lc->cfg, &next, note, sizeof note);
     cfg_free(&next);
     log_init(lc->cfg->cluster, lc->role, (log_level_t)lc->cfg->log.level, lc->cfg->log.format == 0);
+    metrics_set_stall_timeout(lc->cfg->metrics.stall_timeout_s);
     if (note[0])
         log_warn("reloaded; these settings changed but need a restart: %s", note);
     else
         log_info("reloaded");
+    notify_ready("reloaded");
 }
 
 int lane_store_wait(lane_ctx_t *lc)
@@ -59,6 +67,9 @@ int lane_store_wait(lane_ctx_t *lc)
 
     while (!lane_stop) {
         store_rc_t rc;
+        /* Waiting is healthy (alive, not ready). */
+        metrics_tick();
+        notify_watchdog();
         if (!lc->store) {
             rc = store_open(&lc->store, lc->cfg->store.conninfo, lc->cfg->store.password,
                             lc->cfg->store.statement_timeout_ms, err, sizeof err);
@@ -76,13 +87,18 @@ int lane_store_wait(lane_ctx_t *lc)
                 return CP_EXIT_USAGE;
             }
         }
+        metrics_store_up(rc == STORE_OK);
         if (rc == STORE_OK) {
-            if (said)
+            if (said) {
                 log_info("store: reachable again");
+                notify_status("%s lane: store reachable again", lc->role);
+            }
             return 0;
         }
-        if (!said)
+        if (!said) {
             log_warn("store unavailable, waiting: %s", err);
+            notify_status("%s lane: waiting for the store", lc->role);
+        }
         said = true;
         if (!lc->store)
             sleep(1);
@@ -116,10 +132,11 @@ store_rc_t lane_dead_letter(lane_ctx_t *lc, const transport_t *tp, const tp_deli
     int seen = 0;
     store_rc_t rc = store_dead_letter(lc->store, &dl, &id, &seen, err, sizeof err);
 
-    if (rc == STORE_OK)
+    if (rc == STORE_OK) {
+        metrics_dead_letter(reason);
         log_warn("dead letter %lld (%s, seen %d time%s): %s", (long long)id, reason, seen,
                  seen == 1 ? "" : "s", detail);
-    else
+    } else
         log_error("dead letter not recorded (%s: %s): %s", reason, detail, err);
     free(headers);
     return rc;
@@ -140,4 +157,93 @@ int lane_retry_tier(const cfg_t *cfg, int attempt, int64_t remaining_ms)
         if (d[i] <= remaining_ms)
             return d[i];
     return d[0];
+}
+
+int lane_run(lane_ctx_t *lc)
+{
+    const cfg_t *cfg = lc->cfg;
+    char err[CP_ERRLEN];
+    int rc;
+
+    metrics_init(cfg->cluster, lc->role, cfg->issue.retry_delays_ms, cfg->issue.nretry_delays);
+    if (metrics_start(cfg->metrics.listen, cfg->metrics.stall_timeout_s, err, sizeof err) != 0) {
+        log_error("%s", err);
+        return CP_EXIT_USAGE;
+    }
+    if (cfg->metrics.listen[0])
+        log_info("metrics on http://%s/metrics (/healthz, /readyz)", cfg->metrics.listen);
+    notify_init();
+    /* Ready means running: dependencies that are down are waited for, and
+     * /readyz tells when they answer. */
+    notify_ready(strcmp(lc->role, "l") == 0 ? "L lane starting" : "W lane starting");
+    metrics_started(true);
+    rc = strcmp(lc->role, "l") == 0 ? lane_l_run(lc) : lane_w_run(lc);
+    metrics_started(false);
+    metrics_stop();
+    return rc;
+}
+
+bool lane_tick(lane_ctx_t *lc, bool broker_up)
+{
+    char err[CP_ERRLEN];
+    int64_t now = tp_now_ms();
+
+    metrics_tick();
+    metrics_broker_up(broker_up);
+    if (now >= lc->next_ping_ms) {
+        lc->next_ping_ms = now + LANE_PING_MS;
+        if (store_ping(lc->store, err, sizeof err) != STORE_OK) {
+            metrics_store_up(false);
+            log_warn("store: %s", err);
+            return false;
+        }
+        metrics_store_up(true);
+    }
+    if (lc->cfg->metrics.listen[0] && now >= lc->next_pending_ms) {
+        double age;
+        lc->next_pending_ms = now + (int64_t)lc->cfg->metrics.pending_interval_s * 1000;
+        if (store_oldest_pending(lc->store, &age, err, sizeof err) == STORE_OK)
+            metrics_oldest_pending(age);
+    }
+    notify_watchdog();
+    return true;
+}
+
+void lane_stopping(lane_ctx_t *lc)
+{
+    log_info("%s lane stopping", strcmp(lc->role, "l") == 0 ? "L" : "W");
+    notify_stopping(strcmp(lc->role, "l") == 0 ? "L lane stopping" : "W lane stopping");
+}
+
+double lane_age_s(const msg_payment_t *p)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)((int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 - p->paid_at_us) / 1e6;
+}
+
+void lane_count(const msg_payment_t *p, const store_result_t *r)
+{
+    if (r->rc != STORE_OK) {
+        metrics_outcome(MX_TRANSIENT, 0);
+        return;
+    }
+    if (r->conflict)
+        return;
+    switch (r->outcome) {
+    case STORE_ISSUED:
+        metrics_outcome(MX_ISSUED, lane_age_s(p));
+        break;
+    case STORE_DUPLICATE:
+        metrics_outcome(MX_DUPLICATE, 0);
+        break;
+    case STORE_TRANSIENT:
+        metrics_outcome(MX_TRANSIENT, 0);
+        break;
+    case STORE_REJECTED:
+        metrics_outcome(MX_REJECTED, 0);
+        break;
+    default:
+        break;
+    }
 }

@@ -69,6 +69,7 @@ static bool process(lane_ctx_t *lc, transport_t *tp, l_batch_t *b, size_t n)
     for (size_t k = 0; k < nvalid; k++) {
         const store_result_t *r = &b->res[k];
         int64_t oid = b->ps[k].order_id;
+        lane_count(&b->ps[k], r);
         if (r->rc != STORE_OK) {
             log_warn_o(oid, "not issued, left to W: %s",
                        r->rc == STORE_E_UNAVAILABLE ? err : r->error);
@@ -124,6 +125,8 @@ int lane_l_run(lane_ctx_t *lc)
         int n;
         if (lane_reload)
             lane_apply_reload(lc);
+        if (!lane_tick(lc, tp_connected(tp)))
+            goto store_lost;
         if (!tp) {
             rc = tp_consumer_open(&tp, &desc, err, sizeof err);
             if (rc == CP_EXIT_USAGE) {
@@ -151,23 +154,27 @@ int lane_l_run(lane_ctx_t *lc)
         }
         if (n == 0)
             continue;
+        metrics_received((uint64_t)n);
+        metrics_batch((size_t)n);
         /* Acknowledge first: L never retries, W has its own copy. */
         if (tp_ack(tp, err, sizeof err) != 0)
             log_warn("%s", err);
-        if (!process(lc, tp, &b, (size_t)n)) {
-            /* Stop taking messages until the store answers again: leaving the
-             * group (or closing the channel) hands them to no one. */
-            tp_close(tp);
-            tp = NULL;
-            if ((rc = lane_store_wait(lc)) != 0) {
-                rc = rc < 0 ? CP_EXIT_OK : rc;
-                break;
-            }
+        if (process(lc, tp, &b, (size_t)n)) {
+            tp_release(tp);
             continue;
         }
-        tp_release(tp);
+    store_lost:
+        /* Stop taking messages until the store answers again: leaving the
+         * group (or closing the channel) hands them to no one. */
+        tp_close(tp);
+        tp = NULL;
+        metrics_broker_up(false);
+        if ((rc = lane_store_wait(lc)) != 0) {
+            rc = rc < 0 ? CP_EXIT_OK : rc;
+            break;
+        }
     }
-    log_info("L lane stopping");
+    lane_stopping(lc);
     tp_close(tp);
     batch_free(&b);
     return rc;

@@ -74,7 +74,7 @@ static int grow(w_lane_t *w, size_t n)
 
 /* Refunds one order (recording its payment if the store never saw it).
  * Returns false when the store failed: the batch must not be acknowledged. */
-static bool refund(w_lane_t *w, const w_item_t *it, const char *reason)
+static bool refund(w_lane_t *w, const w_item_t *it, mx_refund_t why, const char *reason)
 {
     char err[CP_ERRLEN];
     store_result_t r;
@@ -86,9 +86,10 @@ static bool refund(w_lane_t *w, const w_item_t *it, const char *reason)
     }
     if (r.conflict)
         return lane_dead_letter(w->lc, w->in, &w->dv[it->dv], "conflict", r.error) == STORE_OK;
-    if (r.outcome == STORE_REFUNDED)
+    if (r.outcome == STORE_REFUNDED) {
+        metrics_refund(why, lane_age_s(&it->p));
         log_info_o(it->p.order_id, "refunded (seq %" PRId64 "): %s", r.refund_seq, reason);
-    else
+    } else
         log_debug_o(it->p.order_id, "refund not needed: already %s", r.state);
     return true;
 }
@@ -120,7 +121,7 @@ static int work(w_lane_t *w, size_t n)
             char reason[128];
             snprintf(reason, sizeof reason, "deadline: no coupons %d s after payment",
                      cfg->issue.refund_after_s);
-            if (!refund(w, it, reason))
+            if (!refund(w, it, MX_REFUND_DEADLINE, reason))
                 return -1;
             continue;
         }
@@ -138,8 +139,10 @@ static int work(w_lane_t *w, size_t n)
     {
         size_t kept = 0;
         for (size_t k = 0; k < nitems; k++) {
-            if (w->finished[k])
+            if (w->finished[k]) {
+                metrics_outcome(MX_DUPLICATE, 0);
                 continue;
+            }
             w->items[kept] = w->items[k];
             w->ps[kept++] = w->items[k].p;
         }
@@ -160,6 +163,7 @@ static int work(w_lane_t *w, size_t n)
         int64_t oid = it->p.order_id, remaining;
         bool retry = false;
 
+        lane_count(&it->p, r);
         if (r->rc != STORE_OK) {
             log_warn_o(oid, "attempt failed: %s", r->error[0] ? r->error : err);
             retry = true;
@@ -167,7 +171,7 @@ static int work(w_lane_t *w, size_t n)
             if (lane_dead_letter(w->lc, w->in, &w->dv[it->dv], "conflict", r->error) != STORE_OK)
                 return -1;
         } else if (r->outcome == STORE_REJECTED) {
-            if (!refund(w, it, r->error))
+            if (!refund(w, it, MX_REFUND_REJECTED, r->error))
                 return -1;
         } else if (r->outcome == STORE_TRANSIENT) {
             log_info_o(oid, "not issued yet (attempt %d): %s", it->attempt + 1, r->error);
@@ -187,6 +191,7 @@ static int work(w_lane_t *w, size_t n)
                                               .signature = it->sig[0] ? it->sig : NULL,
                                               .dest = w->retry_dest[nretries],
                                               .attempt = it->attempt + 1};
+            metrics_retry(delay);
             log_debug_o(oid, "retry in %d ms", delay);
             nretries++;
         }
@@ -195,6 +200,7 @@ static int work(w_lane_t *w, size_t n)
         size_t ok;
         tp_publish_begin(w->out, w->retries, nretries);
         ok = tp_publish_end(w->out, w->retries, nretries, tp_now_ms() + cfg->publish.timeout_ms);
+        metrics_publish(MX_PUB_RETRY, ok, nretries - ok);
         if (ok < nretries) {
             log_warn("%zu of %zu retries not confirmed; the batch will be delivered again",
                      nretries - ok, nretries);
@@ -230,6 +236,7 @@ static void relay(w_lane_t *w)
     for (size_t i = 0; i < n; i++)
         if (msgs[i].status == TP_ACCEPTED)
             ids[nsent++] = rows[i].id;
+    metrics_publish(MX_PUB_REFUND_REQUEST, nsent, n - nsent);
     if (nsent && store_outbox_sent(w->lc->store, ids, nsent, err, sizeof err) != STORE_OK)
         log_warn("refund relay: %zu sent but not marked (they will be sent again): %s", nsent, err);
     else if (nsent)
@@ -266,21 +273,27 @@ static void sweep(w_lane_t *w)
         }
         if (store_refund(w->lc->store, ps[i].order_id, "deadline: no coupons (sweeper)", &r, err,
                          sizeof err) == STORE_OK &&
-            r.outcome == STORE_REFUNDED)
+            r.outcome == STORE_REFUNDED) {
+            metrics_refund(MX_REFUND_DEADLINE, lane_age_s(&ps[i]));
             log_info_o(ps[i].order_id, "sweeper refunded it at the deadline");
+        }
     }
     if (nissue &&
         store_issue_batch(w->lc->store, issue, nissue, "w", res, err, sizeof err) == STORE_OK) {
         for (size_t k = 0; k < nissue; k++) {
             store_result_t r;
+            lane_count(&issue[k], &res[k]);
             if (res[k].rc != STORE_OK)
                 continue;
             if (res[k].outcome == STORE_ISSUED)
                 log_info_o(issue[k].order_id, "sweeper issued it");
             else if (res[k].outcome == STORE_REJECTED && !res[k].conflict &&
                      store_refund(w->lc->store, issue[k].order_id, res[k].error, &r, err,
-                                  sizeof err) == STORE_OK)
+                                  sizeof err) == STORE_OK &&
+                     r.outcome == STORE_REFUNDED) {
+                metrics_refund(MX_REFUND_REJECTED, lane_age_s(&issue[k]));
                 log_info_o(issue[k].order_id, "sweeper refunded it: %s", res[k].error);
+            }
         }
     }
     store_sweep_done(w->lc->store);
@@ -340,6 +353,10 @@ int lane_w_run(lane_ctx_t *lc)
         int n, done;
         if (lane_reload)
             lane_apply_reload(lc);
+        if (!lane_tick(lc, tp_connected(w.in) && tp_connected(w.out))) {
+            done = -1;
+            goto unacked;
+        }
         if (!w.in) {
             int orc = open_transports(&w);
             if (orc == CP_EXIT_USAGE) {
@@ -369,6 +386,8 @@ int lane_w_run(lane_ctx_t *lc)
         }
         if (n == 0)
             continue;
+        metrics_received((uint64_t)n);
+        metrics_batch((size_t)n);
         done = work(&w, (size_t)n);
         if (done == 0) {
             if (tp_ack(w.in, err, sizeof err) != 0)
@@ -376,15 +395,17 @@ int lane_w_run(lane_ctx_t *lc)
             tp_release(w.in);
             continue;
         }
+    unacked:
         /* Not acknowledged: closing hands the batch back to the queue. */
         close_transports(&w);
+        metrics_broker_up(false);
         if (done == -1 && (rc = lane_store_wait(lc)) != 0) {
             rc = rc < 0 ? CP_EXIT_OK : rc;
             break;
         }
         rc = CP_EXIT_OK;
     }
-    log_info("W lane stopping");
+    lane_stopping(lc);
     close_transports(&w);
     free(w.dv);
     free(w.items);

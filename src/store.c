@@ -13,6 +13,7 @@
 #include <libpq-fe.h>
 
 #include "store_int.h"
+#include "textbuf.h"
 
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS   5000
@@ -1103,42 +1104,14 @@ out:
     return rc;
 }
 
-/* A growing text buffer for array literals. */
-typedef struct text_buf {
-    char *s;
-    size_t len, cap;
-    bool oom;
-} text_buf_t;
-
-static void tb_put(text_buf_t *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (b->len + n + 1 > cap)
-            cap *= 2;
-        char *p = realloc(b->s, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->s = p;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
-
 /* Appends one element to an array literal: '{' before the first, ',' between. */
-static void tb_elem(text_buf_t *b, const char *s)
+static void tb_elem(textbuf_t *b, const char *s)
 {
-    tb_put(b, b->len ? "," : "{", 1);
-    tb_put(b, s, strlen(s));
+    textbuf_put(b, b->len ? "," : "{", 1);
+    textbuf_put(b, s, strlen(s));
 }
 
-static void tb_elem_i64(text_buf_t *b, int64_t v)
+static void tb_elem_i64(textbuf_t *b, int64_t v)
 {
     char t[24];
     snprintf(t, sizeof t, "%" PRId64, v);
@@ -1161,7 +1134,7 @@ enum {
     BA_COUNT
 };
 
-static void batch_arrays_free(text_buf_t *a)
+static void batch_arrays_free(textbuf_t *a)
 {
     for (int k = 0; k < BA_COUNT; k++) {
         if (a[k].s)
@@ -1177,7 +1150,7 @@ store_rc_t store_issue_batch(store_t *st, const msg_payment_t *ps, size_t n, con
     if (!st || n < 2 || !ps || !res || !issued_by_ok(issued_by))
         return issue_pipeline(st, ps, n, issued_by, res, err, errlen);
 
-    text_buf_t a[BA_COUNT] = {{0}};
+    textbuf_t a[BA_COUNT] = {{0}};
     size_t *pos = malloc(n * sizeof *pos), m = 0;
     if (!pos) {
         set_err(err, errlen, "issue batch: out of memory");
@@ -1214,7 +1187,7 @@ store_rc_t store_issue_batch(store_t *st, const msg_payment_t *ps, size_t n, con
     }
     bool oom = false;
     for (int k = 0; k < BA_COUNT; k++) {
-        tb_put(&a[k], a[k].len ? "}" : "{}", a[k].len ? 1 : 2);
+        textbuf_put(&a[k], a[k].len ? "}" : "{}", a[k].len ? 1 : 2);
         oom |= a[k].oom;
     }
     store_rc_t rc = STORE_OK;

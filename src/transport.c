@@ -110,6 +110,11 @@ const char *tp_describe(const transport_t *tp)
     return tp->name;
 }
 
+bool tp_connected(transport_t *tp)
+{
+    return tp && tp->ops->connected(tp);
+}
+
 void tp_close(transport_t *tp)
 {
     if (!tp)

@@ -768,6 +768,13 @@ static void amqp_con_close(transport_t *tp)
     tp->impl = NULL;
 }
 
+static bool amqp_connected(transport_t *tp)
+{
+    if (tp->consumer)
+        return ((amqp_con_t *)tp->impl)->conn != NULL;
+    return ((amqp_pub_t *)tp->impl)->conn != NULL;
+}
+
 const tp_ops_t tp_amqp_ops = {
     .kind = "amqp",
     .open_publisher = amqp_open_publisher,
@@ -779,4 +786,5 @@ const tp_ops_t tp_amqp_ops = {
     .release = amqp_release,
     .headers_json = amqp_headers_json,
     .close = amqp_close,
+    .connected = amqp_connected,
 };

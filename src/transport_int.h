@@ -18,6 +18,7 @@ typedef struct tp_ops {
     void (*release)(transport_t *tp);
     char *(*headers_json)(const transport_t *tp, const tp_delivery_t *d);
     void (*close)(transport_t *tp);
+    bool (*connected)(transport_t *tp);
 } tp_ops_t;
 
 struct transport {

@@ -233,7 +233,17 @@ typedef struct kafka_con {
     rd_kafka_queue_t *queue;
     rd_kafka_message_t **msgs; /* the last fetch */
     size_t nmsgs, cap;
+    bool all_down; /* librdkafka said every broker is down; cleared by a probe */
+    int64_t probe_at_ms;
 } kafka_con_t;
+
+static void on_con_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    kafka_con_t *kc = opaque;
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+        kc->all_down = true;
+    on_error(rk, err, reason, opaque);
+}
 
 static int kafka_open_consumer(transport_t *tp, char *err, size_t errlen)
 {
@@ -268,7 +278,8 @@ static int kafka_open_consumer(transport_t *tp, char *err, size_t errlen)
         goto fail;
     }
     rd_kafka_conf_set_log_cb(conf, on_log);
-    rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_error_cb(conf, on_con_error);
+    rd_kafka_conf_set_opaque(conf, kc);
     kc->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, cerr, sizeof cerr);
     if (!kc->rk) {
         snprintf(err, errlen, "%s: %s", tp->name, cerr);
@@ -364,6 +375,7 @@ static int kafka_fetch(transport_t *tp, tp_delivery_t *out, size_t max, int wait
                 attempt = atoi(buf);
             }
         }
+        kc->all_down = false;
         out[n++] = (tp_delivery_t){.body = m->payload ? m->payload : "",
                                    .len = m->len,
                                    .signature = sig,
@@ -457,6 +469,22 @@ static void kafka_con_close(transport_t *tp)
     tp->impl = NULL;
 }
 
+static bool kafka_connected(transport_t *tp)
+{
+    kafka_con_t *kc = tp->impl;
+    const struct rd_kafka_metadata *md;
+    if (!tp->consumer || !kc->all_down)
+        return true;
+    if (tp_now_ms() < kc->probe_at_ms)
+        return false;
+    kc->probe_at_ms = tp_now_ms() + 2000;
+    if (rd_kafka_metadata(kc->rk, 0, NULL, &md, 200) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return false;
+    rd_kafka_metadata_destroy(md);
+    kc->all_down = false;
+    return true;
+}
+
 const tp_ops_t tp_kafka_ops = {
     .kind = "kafka",
     .open_publisher = kafka_open_publisher,
@@ -468,4 +496,5 @@ const tp_ops_t tp_kafka_ops = {
     .release = kafka_release,
     .headers_json = kafka_headers_json,
     .close = kafka_close,
+    .connected = kafka_connected,
 };

@@ -10,7 +10,7 @@ PACKAGES=(
     # servers and client tools
     postgresql rabbitmq-server kcat amqp-tools
     # toolchain
-    cmake gcc pkg-config valgrind clang-format python3
+    cmake gcc pkg-config valgrind clang-format python3 python3-yaml
     # libraries
     libpq-dev librdkafka-dev librabbitmq-dev libcjson-dev libjansson-dev libconfig-dev
     libssl-dev libmicrohttpd-dev libsystemd-dev
