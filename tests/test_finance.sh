@@ -70,6 +70,7 @@ totals=$(cat "$tmp/export.err")
 has "totals EUR" "$totals" "total EUR 28.87 in 6 refunds"
 has "totals JPY" "$totals" "total JPY 7501 in 3 refunds"
 has "totals KWD" "$totals" "total KWD 1.234 in 1 refund"
+has "the last hash, to keep" "$totals" "seq 1 to 10; the last one's hash: $(sql "SELECT hash FROM refund_log WHERE seq = 10")"
 ctl refunds export --format json >"$tmp/all.json" 2>/dev/null
 eq "JSON field by field" "$(python3 "$tmp/compare.py" json "$tmp/all.json" "$tmp/want.txt" 2>&1)" ok
 ctl refunds export >"$tmp/stdout.csv" 2>/dev/null
