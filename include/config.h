@@ -77,6 +77,9 @@ typedef struct cfg {
         int max_replays; /* replays of one letter before couponctl dlq replay needs --force */
     } dlq;
     struct {
+        int grace_s; /* couponctl reconcile: how long past its deadline a pending order may be */
+    } reconcile;
+    struct {
         char *listen;
         int stall_timeout_s;    /* /healthz fails when the loop has not ticked this long */
         int pending_interval_s; /* how often the oldest pending payment's age is read */

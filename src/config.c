@@ -154,6 +154,7 @@ static const cfg_def_t defs[] = {
      NULL, 0, 0},
     INT("publish.timeout_ms", publish.timeout_ms, "5000", 1000, 600000, F_RELOAD),
     INT("dlq.max_replays", dlq.max_replays, "5", 1, 1000, 0),
+    INT("reconcile.grace_s", reconcile.grace_s, "60", 0, 86400, 0),
     STR("metrics.listen", metrics.listen, "127.0.0.1:9464", check_listen, 0),
     INT("metrics.stall_timeout_s", metrics.stall_timeout_s, "60", 1, 3600, F_RELOAD),
     INT("metrics.pending_interval_s", metrics.pending_interval_s, "15", 1, 3600, F_RELOAD),

@@ -12,6 +12,7 @@
 
 #include "cli.h"
 #include "dlq.h"
+#include "finance.h"
 #include "log.h"
 #include "publish.h"
 #include "signature.h"
@@ -349,6 +350,22 @@ DLQ_COMMAND(replay)
 DLQ_COMMAND(resolve)
 DLQ_COMMAND(audit)
 
+/* Finance's commands live in src/finance.c. */
+static int cmd_refunds_export(ctl_t *ctl, int argc, char **argv)
+{
+    return fin_cmd_export(&ctl->cfg, ctl->json, argc, argv);
+}
+
+static int cmd_refunds_verify(ctl_t *ctl, int argc, char **argv)
+{
+    return fin_cmd_verify(&ctl->cfg, ctl->json, argc, argv);
+}
+
+static int cmd_reconcile(ctl_t *ctl, int argc, char **argv)
+{
+    return fin_cmd_reconcile(&ctl->cfg, ctl->json, argc, argv);
+}
+
 static const ctl_cmd_t commands[] = {
     {"db migrate", "", "apply the store's schema migrations (idempotent)", cmd_db_migrate},
     {"deal set", "DEAL_ID --price-cents N --currency XXX [--active|--inactive]",
@@ -375,6 +392,17 @@ static const ctl_cmd_t commands[] = {
     {"dlq audit", "[--letter ID] [--since T] [--limit N]",
      "the audit trail of replays and resolves: who, when, which letter, what happened",
      cmd_dlq_audit},
+    {"refunds export", "[--from T] [--to T] [--format csv|json] [--output FILE]",
+     "the refund log for finance, by seq: CSV (RFC 4180, header row) or JSON lines;\n"
+     "      totals per currency on stderr",
+     cmd_refunds_export},
+    {"refunds verify", "[--from-seq N]",
+     "recompute the refund log's hash chain; name the first row that breaks it (exit 1)",
+     cmd_refunds_verify},
+    {"reconcile", "[--since T] [--published FILE]",
+     "check every order's outcome (invariants 1, 2, and 3 with --published); exit 1 on any\n"
+     "      violation",
+     cmd_reconcile},
 };
 
 static void usage(FILE *out)

@@ -1575,6 +1575,21 @@ store_rc_t store_finished(store_t *st, const int64_t *order_ids, size_t n, bool 
     return STORE_OK;
 }
 
+/* store_query's and store_query_tx's statement, on a usable connection. */
+static store_rc_t query_now(store_t *st, const char *what, const char *sql, int nparams,
+                            const char *const *params, PGresult **out, char *err, size_t errlen)
+{
+    PGresult *r = PQexecParams(st->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+    ExecStatusType s = PQresultStatus(r);
+    if (s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK) {
+        *out = r;
+        return STORE_OK;
+    }
+    store_rc_t rc = failed(st, r, what, err, errlen);
+    PQclear(r);
+    return rc;
+}
+
 store_rc_t store_query(store_t *st, const char *what, const char *sql, int nparams,
                        const char *const *params, PGresult **out, char *err, size_t errlen)
 {
@@ -1582,15 +1597,19 @@ store_rc_t store_query(store_t *st, const char *what, const char *sql, int npara
     store_rc_t rc = ready(st, err, errlen);
     if (rc != STORE_OK)
         return rc;
-    PGresult *r = PQexecParams(st->conn, sql, nparams, NULL, params, NULL, NULL, 0);
-    ExecStatusType s = PQresultStatus(r);
-    if (s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK) {
-        *out = r;
-        return STORE_OK;
+    return query_now(st, what, sql, nparams, params, out, err, errlen);
+}
+
+store_rc_t store_query_tx(store_t *st, const char *what, const char *sql, int nparams,
+                          const char *const *params, PGresult **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (!st->conn || PQstatus(st->conn) != CONNECTION_OK ||
+        PQtransactionStatus(st->conn) != PQTRANS_INTRANS) {
+        set_err(err, errlen, "%s: the transaction was lost", what);
+        return STORE_E_UNAVAILABLE;
     }
-    rc = failed(st, r, what, err, errlen);
-    PQclear(r);
-    return rc;
+    return query_now(st, what, sql, nparams, params, out, err, errlen);
 }
 
 store_rc_t store_issue_preview(store_t *st, const msg_payment_t *p, store_result_t *res, char *err,

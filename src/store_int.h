@@ -22,4 +22,11 @@ store_rc_t store_query(store_t *st, const char *what, const char *sql, int npara
                        const char *const *params, PGresult **out, char *err,
                        size_t errlen) CP_MUSTCHECK;
 
+/* store_query inside the transaction that an earlier store_query opened
+ * ("BEGIN ..."): never reconnects nor rolls back first. STORE_E_UNAVAILABLE
+ * when the connection or the transaction is gone. For cursors. */
+store_rc_t store_query_tx(store_t *st, const char *what, const char *sql, int nparams,
+                          const char *const *params, PGresult **out, char *err,
+                          size_t errlen) CP_MUSTCHECK;
+
 #endif

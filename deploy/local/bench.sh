@@ -16,6 +16,10 @@
 #            the W lane: N notifications (default 20000) issued by W alone and checked by W
 #            when already issued, beside a bare rabbitmq-c consume-and-ack ceiling; refund
 #            punctuality (2000 refunds, deadline 10 s).
+#   export [-n N]
+#            couponctl refunds export of N refunds (default 1000000, written by
+#            tests/bench/bulk_refunds.sql with a valid chain) to a CSV file, and refunds verify:
+#            wall time and peak RSS of couponctl (GNU time), against a 32 MiB target.
 #
 # Each benchmark: installs missing packages (deps.sh), builds a Release tree, starts the local
 # services (services.sh up; idempotent, and left running), loads their environment, then runs.
@@ -33,7 +37,7 @@ BUILD=${COUPOND_BENCH_BUILD_DIR:-$REPO/build-release}
 [[ $BUILD == /* ]] || BUILD=$PWD/$BUILD
 
 usage() {
-    sed -n '4,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&"${2:-2}"
+    sed -n '4,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&"${2:-2}"
     exit "$1"
 }
 
@@ -425,6 +429,53 @@ queue_ready() { # queue_ready NAME: messages ready in a RabbitMQ queue
     $COUPOND_RABBITMQCTL list_queues -q name messages_ready 2>/dev/null | awk -v q="$1" '$1 == q { print $2 }'
 }
 
+# ---------------------------------------------------------------- refund export
+
+# time_v FILE: "SECONDS KIB" (wall time, peak RSS) from a GNU `time -v` report.
+time_v() {
+    awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, t, ":"); s = 0
+                   for (i = 1; i <= n; i++) s = s * 60 + t[i] }
+                 /Maximum resident set size/ { kib = $2 }
+                 END { printf "%.2f %d\n", s, kib }' "$1"
+}
+
+bench_export() {
+    local n=1000000 db t0 gen ex vf rows
+    while (($#)); do
+        case $1 in
+        -n) n=$2; shift 2 ;;
+        -h | --help) usage 0 1 ;;
+        *) log "unknown option '$1'"; usage 2 ;;
+        esac
+    done
+    prepare couponctl
+    machine
+    lane_init x
+    db=${run}_export
+    new_db "$db"
+    log "writing $n refunds with their chain (tests/bench/bulk_refunds.sql)"
+    t0=$(date +%s.%N)
+    psql -X -q -d "$db" -v n="$n" -f "$REPO/tests/bench/bulk_refunds.sql" >/dev/null
+    gen=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+    log "written in $gen s; exporting"
+    /usr/bin/time -v -o "$tmp/export.time" "$BUILD/couponctl" "${sets[@]}" --set "$(conninfo "$db")" \
+        refunds export --output "$tmp/refunds.csv" 2>"$tmp/export.err" || { cat "$tmp/export.err" >&2; exit 1; }
+    sed 's/^/    /' "$tmp/export.err" >&2
+    rows=$(($(wc -l <"$tmp/refunds.csv") - 1))
+    ex=$(time_v "$tmp/export.time")
+    log "verifying"
+    /usr/bin/time -v -o "$tmp/verify.time" "$BUILD/couponctl" "${sets[@]}" --set "$(conninfo "$db")" \
+        refunds verify >&2 || exit 1
+    vf=$(time_v "$tmp/verify.time")
+    printf '\n| refunds, %s rows (CSV %s MiB) | wall time | rows/s | peak RSS | target | |\n| --- | ---: | ---: | ---: | ---: | --- |\n' \
+        "$rows" "$(($(stat -c %s "$tmp/refunds.csv") / 1048576))"
+    awk -v rows="$rows" -v ex="$ex" -v vf="$vf" 'BEGIN {
+        split(ex, e, " "); split(vf, v, " ")
+        printf "| couponctl refunds export | %.1f s | %d | %.1f MiB | < 32 MiB | %s |\n", e[1], rows / e[1], e[2] / 1024, (e[2] < 32768 ? "met" : "MISSED")
+        printf "| couponctl refunds verify | %.1f s | %d | %.1f MiB | | |\n", v[1], rows / v[1], v[2] / 1024
+    }'
+}
+
 case ${1:-} in
 publish)
     shift
@@ -437,6 +488,10 @@ lane-l)
 lane-w)
     shift
     bench_lane_w "$@"
+    ;;
+export)
+    shift
+    bench_export "$@"
     ;;
 -h | --help | help) usage 0 1 ;;
 *)

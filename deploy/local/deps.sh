@@ -14,6 +14,8 @@ PACKAGES=(
     # libraries
     libpq-dev librdkafka-dev librabbitmq-dev libcjson-dev libjansson-dev libconfig-dev
     libssl-dev libmicrohttpd-dev libsystemd-dev
+    # benchmarks: GNU time (peak RSS)
+    time
 )
 
 missing=()

@@ -61,7 +61,7 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 
 step "unit tests and the store test under valgrind"
 vg_fail=0
-for t in test_config test_log test_message test_signature test_display test_exposition test_store test_publish; do
+for t in test_config test_log test_message test_signature test_display test_exposition test_finance_formats test_store test_publish; do
     if ! (cd "$REPO/tests" && valgrind -q --error-exitcode=99 --leak-check=full \
         --errors-for-leak-kinds=definite "$REPO/build/tests/$t" >/dev/null); then
         echo "valgrind: $t is not clean" >&2
