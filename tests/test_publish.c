@@ -200,20 +200,32 @@ static void check_amqp(double published_at, double confirmed_at)
     amqp_destroy_connection(conn);
 }
 
+/* The settings of this run: its topic and queues, and the services' RabbitMQ
+ * port (services.sh may run on other ports than the configuration's). */
+static char set_topic[160], set_work[160], set_dq[160], set_delay[64], set_url[160];
+static char *sets[] = {set_topic, set_work, set_dq, set_delay, set_url};
+#define NSETS ((int)(sizeof sets / sizeof *sets))
+
+static void make_sets(int delay_ms)
+{
+    const char *url = getenv("COUPOND_AMQP_URL"), *port = url ? strrchr(url, ':') : NULL;
+    snprintf(set_topic, sizeof set_topic, "lanes.l.kafka.topic=%s", topic);
+    snprintf(set_work, sizeof set_work, "lanes.w.amqp.queue=%s", work);
+    snprintf(set_dq, sizeof set_dq, "lanes.w.amqp.delay_queue=%s", delay);
+    snprintf(set_delay, sizeof set_delay, "lanes.w.delay_ms=%d", delay_ms);
+    snprintf(set_url, sizeof set_url, "lanes.w.amqp.url=amqp://coupond@127.0.0.1:%d/%%2f",
+             port ? atoi(port + 1) : 5672);
+}
+
 /* Declaring the delay queue again with another TTL is an error naming the
  * argument, never a silent change. */
 static void check_mismatch(void)
 {
-    char err[CP_ERRLEN], set_delay[64];
-    char set_topic[160], set_work[160], set_dq[160];
-    char *sets[] = {set_topic, set_work, set_dq, set_delay};
+    char err[CP_ERRLEN];
     publisher_t *pub = NULL;
     cfg_t other;
-    snprintf(set_topic, sizeof set_topic, "lanes.l.kafka.topic=%s", topic);
-    snprintf(set_work, sizeof set_work, "lanes.w.amqp.queue=%s", work);
-    snprintf(set_dq, sizeof set_dq, "lanes.w.amqp.delay_queue=%s", delay);
-    snprintf(set_delay, sizeof set_delay, "lanes.w.delay_ms=%d", DELAY_MS * 2);
-    CHECK(cfg_load(&other, cfg_locate(NULL), sets, 4, err, sizeof err) == 0);
+    make_sets(DELAY_MS * 2);
+    CHECK(cfg_load(&other, cfg_locate(NULL), sets, NSETS, err, sizeof err) == 0);
     CHECK(pub_open(&pub, &other, err, sizeof err) == CP_EXIT_USAGE);
     CHECK_MSG(strstr(err, "PRECONDITION_FAILED") && strstr(err, delay), "%s", err);
     pub_close(pub);
@@ -222,8 +234,7 @@ static void check_mismatch(void)
 
 int main(void)
 {
-    char err[CP_ERRLEN], set_topic[160], set_work[160], set_dq[160], set_delay[64];
-    char *sets[] = {set_topic, set_work, set_dq, set_delay};
+    char err[CP_ERRLEN];
     pub_note_t notes[N + 2];
     pub_result_t res[N + 2];
     publisher_t *pub;
@@ -234,11 +245,8 @@ int main(void)
     snprintf(topic, sizeof topic, "test.publish.%d.%ld", (int)getpid(), (long)time(NULL));
     snprintf(work, sizeof work, "%s.work", topic);
     snprintf(delay, sizeof delay, "%s.delay", topic);
-    snprintf(set_topic, sizeof set_topic, "lanes.l.kafka.topic=%s", topic);
-    snprintf(set_work, sizeof set_work, "lanes.w.amqp.queue=%s", work);
-    snprintf(set_dq, sizeof set_dq, "lanes.w.amqp.delay_queue=%s", delay);
-    snprintf(set_delay, sizeof set_delay, "lanes.w.delay_ms=%d", DELAY_MS);
-    if (!cfg_locate(NULL) || cfg_load(&cfg, cfg_locate(NULL), sets, 4, err, sizeof err) != 0) {
+    make_sets(DELAY_MS);
+    if (!cfg_locate(NULL) || cfg_load(&cfg, cfg_locate(NULL), sets, NSETS, err, sizeof err) != 0) {
         fprintf(stderr, "test_publish: needs COUPOND_CONFIG (services.sh env): %s\n",
                 cfg_locate(NULL) ? err : "unset");
         return 1;

@@ -14,7 +14,10 @@ bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
 
 run=test.outage.$$.$(date +%s)
 timeout_ms=2000
-ctl=("$build/couponctl" --set "lanes.l.kafka.topic=$run" --set "lanes.w.amqp.queue=$run.work"
+amqp_port=${COUPOND_AMQP_URL##*:} # the services' port, not the configuration's default
+amqp_port=${amqp_port%%/*}
+ctl=("$build/couponctl" --set "lanes.w.amqp.url=amqp://coupond@127.0.0.1:$amqp_port/%2f"
+     --set "lanes.l.kafka.topic=$run" --set "lanes.w.amqp.queue=$run.work"
      --set "lanes.w.amqp.delay_queue=$run.delay" --set "publish.timeout_ms=$timeout_ms")
 kafkactl() { "$build/coupond-kafkahost" --ctl "$COUPOND_KAFKA_CONTROL" "$@" >/dev/null; }
 
