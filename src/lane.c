@@ -83,7 +83,7 @@ int lane_store_wait(lane_ctx_t *lc)
         if (rc == STORE_OK) {
             rc = store_check_schema(lc->store, err, sizeof err);
             if (rc == STORE_E_SCHEMA) {
-                log_error("store: %s (run: couponctl db migrate)", err);
+                log_error("store: %s", err);
                 return CP_EXIT_USAGE;
             }
         }
