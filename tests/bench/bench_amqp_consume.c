@@ -51,10 +51,16 @@ static amqp_connection_state_t connect_amqp(const cfg_amqp_t *a)
 }
 
 /* Declares queue (quorum, durable, like the W work queue) and fills it with
- * the notes, confirms pipelined. */
-static int fill(amqp_connection_state_t conn, const char *queue, const note_t *notes, size_t n)
+ * the notes, confirms pipelined. With via_delay, the notes go the W lane's
+ * way: into QUEUE.delay (quorum, TTL 1 ms, at-least-once dead-lettering to
+ * QUEUE), so they reach QUEUE as the W consumer gets them, with the x-death
+ * headers dead-lettering adds; fill returns once they are all there. */
+static int fill(amqp_connection_state_t conn, const char *queue, const note_t *notes, size_t n,
+                bool via_delay)
 {
     amqp_table_entry_t qt = bench_amqp_entry_str("x-queue-type", "quorum");
+    char delay[300] = "";
+    const char *target = queue;
     size_t sent = 0, settled = 0;
     uint64_t floor = 1; /* every tag below is settled */
     unsigned char *done = calloc(n, 1);
@@ -66,6 +72,22 @@ static int fill(amqp_connection_state_t conn, const char *queue, const note_t *n
     amqp_queue_declare(conn, CH, amqp_cstring_bytes(queue), 0, 1, 0, 0, (amqp_table_t){1, &qt});
     if (reply_ok(conn, "declaring the queue") != 0)
         goto out;
+    if (via_delay) {
+        amqp_table_entry_t dq[] = {
+            qt,
+            bench_amqp_entry_str("x-dead-letter-exchange", ""),
+            bench_amqp_entry_str("x-dead-letter-routing-key", queue),
+            bench_amqp_entry_str("x-dead-letter-strategy", "at-least-once"),
+            bench_amqp_entry_str("x-overflow", "reject-publish"),
+            {amqp_cstring_bytes("x-message-ttl"), {AMQP_FIELD_KIND_I64, {.i64 = 1}}},
+        };
+        snprintf(delay, sizeof delay, "%s.delay", queue);
+        amqp_queue_declare(conn, CH, amqp_cstring_bytes(delay), 0, 1, 0, 0,
+                           (amqp_table_t){(int)(sizeof dq / sizeof *dq), dq});
+        if (reply_ok(conn, "declaring the delay queue") != 0)
+            goto out;
+        target = delay;
+    }
     amqp_confirm_select(conn, CH);
     if (reply_ok(conn, "confirm.select") != 0)
         goto out;
@@ -76,7 +98,7 @@ static int fill(amqp_connection_state_t conn, const char *queue, const note_t *n
             amqp_basic_properties_t props;
             amqp_table_entry_t header = bench_amqp_entry_str("signature", notes[sent].sig);
             bench_amqp_note_props(&props, &header);
-            if (amqp_basic_publish(conn, CH, amqp_empty_bytes, amqp_cstring_bytes(queue), 0, 0,
+            if (amqp_basic_publish(conn, CH, amqp_empty_bytes, amqp_cstring_bytes(target), 0, 0,
                                    &props, (amqp_bytes_t){notes[sent].len, notes[sent].body}) !=
                 AMQP_STATUS_OK) {
                 fprintf(stderr, "bench_amqp_consume: publish failed\n");
@@ -104,8 +126,23 @@ static int fill(amqp_connection_state_t conn, const char *queue, const note_t *n
         }
         amqp_maybe_release_buffers(conn);
     }
+    /* Wait until dead-lettering has moved every note (not timed). */
+    for (int i = 0; via_delay && i < 1200; i++) {
+        amqp_queue_declare_ok_t *ok =
+            amqp_queue_declare(conn, CH, amqp_cstring_bytes(queue), 1, 0, 0, 0, amqp_empty_table);
+        if (reply_ok(conn, "counting the queue") != 0)
+            goto out;
+        if (ok->message_count >= n)
+            break;
+        struct timespec ts = {0, 100000000};
+        nanosleep(&ts, NULL);
+    }
     rc = 0;
 out:
+    if (delay[0]) {
+        amqp_queue_delete(conn, CH, amqp_cstring_bytes(delay), 0, 0);
+        reply_ok(conn, "deleting the delay queue");
+    }
     free(done);
     return rc;
 }
@@ -176,11 +213,13 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: bench_amqp_consume [-c CONFIG] [--set PATH=VALUE]... -q QUEUE [-r ROUNDS]\n"
-            "                          [-p PREFETCH] [-b BATCH] [-w BATCH_WAIT_MS] FILE\n"
+            "                          [-p PREFETCH] [-b BATCH] [-w BATCH_WAIT_MS] [-d] FILE\n"
             "  -q QUEUE    a fresh queue name (declared, filled, drained, deleted each round)\n"
             "  -r ROUNDS   rounds, median reported (default 3)\n"
             "  -p, -b, -w  prefetch, batch, batch wait (default lanes.w.amqp.prefetch,\n"
             "              issue.batch_size, issue.batch_wait_ms)\n"
+            "  -d          fill through a delay queue (TTL 1 ms, at-least-once dead-lettering),\n"
+            "              as the W lane's messages reach its work queue\n"
             "  FILE        notifications, one JSON object per line (signed here with\n"
             "              security.sign_with before the clock starts)\n");
 }
@@ -189,6 +228,7 @@ int main(int argc, char **argv)
 {
     const char *config = NULL, *queue = NULL;
     char *sets[BENCH_MAX_SETS];
+    bool via_delay = false;
     int nsets = 0, c, rounds = 3, prefetch = 0, batch = 0, batch_wait = -1, rc = CP_EXIT_OK;
     double rate[MAX_ROUNDS];
     note_t *notes = NULL;
@@ -199,7 +239,7 @@ int main(int argc, char **argv)
     cfg_t cfg;
     const sig_key_t *key;
 
-    while ((c = getopt_long(argc, argv, "c:q:r:p:b:w:h", bench_longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:q:r:p:b:w:dh", bench_longopts, NULL)) != -1) {
         switch (c) {
         case 'c':
             config = optarg;
@@ -230,6 +270,9 @@ int main(int argc, char **argv)
             batch_wait = atoi(optarg);
             if (batch_wait < 0 || batch_wait > 10000)
                 goto bad;
+            break;
+        case 'd':
+            via_delay = true;
             break;
         case 'h':
             usage(stdout);
@@ -298,7 +341,7 @@ int main(int argc, char **argv)
             rc = CP_EXIT_UNAVAIL;
             goto out;
         }
-        frc = fill(pub, name, notes, n);
+        frc = fill(pub, name, notes, n, via_delay);
         bench_amqp_close(pub);
         con = frc == 0 ? connect_amqp(&cfg.lane_w.amqp) : NULL;
         if (con && drain(con, name, n, prefetch, (size_t)batch, batch_wait, &secs, &batches) == 0) {
