@@ -39,15 +39,19 @@ ctl deal set 1003 --price-cents 500 --currency JPY --inactive
 
 step "consumers"
 run_dir=$COUPOND_RUN_DIR
+port=9464 # each consumer's /metrics, /healthz and /readyz: L on 9464, W on 9465
 for role in l w; do
     pidfile=$run_dir/coupond-$role.pid
     if [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
         echo "$role: already running (pid $(cat "$pidfile"))"
     else
-        "$BUILD/coupond" --role "$role" >>"$run_dir/coupond-$role.log" 2>&1 &
+        "$BUILD/coupond" --role "$role" --set "metrics.listen=127.0.0.1:$port" \
+            >>"$run_dir/coupond-$role.log" 2>&1 &
         echo $! >"$pidfile"
-        echo "$role: started, pid $(cat "$pidfile"), log $run_dir/coupond-$role.log"
+        echo "$role: started, pid $(cat "$pidfile"), log $run_dir/coupond-$role.log," \
+            "metrics http://127.0.0.1:$port/metrics"
     fi
+    port=$((port + 1))
 done
 
 step "publish $N notifications"
