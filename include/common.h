@@ -3,6 +3,8 @@
 #define COUPOND_COMMON_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <time.h>
 
 /* Process exit codes of coupond and couponctl (DESIGN: Programs). */
 enum {
@@ -20,5 +22,14 @@ enum {
 
 /* Size of the caller-supplied error buffers used across modules. */
 #define CP_ERRLEN 512
+
+/* A clock in microseconds: CLOCK_MONOTONIC for intervals and timeouts,
+ * CLOCK_REALTIME for comparisons with paid_at and the store's timestamps. */
+static inline int64_t cp_clock_us(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 #endif

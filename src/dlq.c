@@ -50,13 +50,6 @@ bool dlq_result_ok(dlq_result_t r)
 
 /* ---- time ---------------------------------------------------------------- */
 
-static int64_t wall_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static int64_t mono_ns(void)
 {
     struct timespec ts;
@@ -171,7 +164,7 @@ enum {
 static int parse_since(const char *cmd, const char *arg, char *out, size_t outlen)
 {
     int64_t us;
-    if (disp_parse_since(arg, wall_us(), &us) != 0)
+    if (disp_parse_since(arg, cp_clock_us(CLOCK_REALTIME), &us) != 0)
         return usage(cmd,
                      "--since: expected a time (2026-11-21T10:00:00Z, 2026-11-21) or a duration "
                      "back from now (30m, 2h, 7d), got \"%s\"",
@@ -731,7 +724,7 @@ static void hand_to_w(replayer_t *R, const msg_payment_t *p, const tp_delivery_t
 {
     const cfg_t *cfg = R->cfg;
     int64_t due = lane_deadline_ms(cfg, p);
-    int delay = lane_retry_tier(cfg, 0, due - wall_us() / 1000);
+    int delay = lane_retry_tier(cfg, 0, due - cp_clock_us(CLOCK_REALTIME) / 1000);
     char dest[256], when[40], sig[SIG_HEADER_MAX + 1];
     tp_msg_t m;
 
@@ -836,7 +829,7 @@ static store_rc_t replay_letter(replayer_t *R, const store_dl_t *dl, outcome_t *
         return STORE_OK;
     }
     o->order_id = p.order_id;
-    if (wall_us() / 1000 >= lane_deadline_ms(cfg, &p)) {
+    if (cp_clock_us(CLOCK_REALTIME) / 1000 >= lane_deadline_ms(cfg, &p)) {
         char reason[128];
         snprintf(reason, sizeof reason, "deadline: no coupons %d s after payment",
                  cfg->issue.refund_after_s);

@@ -174,9 +174,7 @@ int fin_refund_hash(const fin_refund_t *r, char out[65])
 
 static int64_t mono_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return cp_clock_us(CLOCK_MONOTONIC) / 1000;
 }
 
 static int usage(const char *cmd, const char *fmt, ...) CP_PRINTF(2, 3);

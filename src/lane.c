@@ -217,9 +217,7 @@ void lane_stopping(lane_ctx_t *lc)
 
 double lane_age_s(const msg_payment_t *p)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)((int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 - p->paid_at_us) / 1e6;
+    return (double)(cp_clock_us(CLOCK_REALTIME) - p->paid_at_us) / 1e6;
 }
 
 void lane_count(const msg_payment_t *p, const store_result_t *r)

@@ -43,9 +43,7 @@ typedef struct w_lane {
 
 static int64_t wall_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return cp_clock_us(CLOCK_REALTIME) / 1000;
 }
 
 static int grow(w_lane_t *w, size_t n)

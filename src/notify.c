@@ -17,13 +17,6 @@ static struct {
     int64_t watchdog_us, last_watchdog_us;
 } nt;
 
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 void notify_init(void)
 {
     const char *path = getenv("NOTIFY_SOCKET"), *wd = getenv("WATCHDOG_USEC"),
@@ -77,7 +70,7 @@ void notify_reloading(void)
 {
     char msg[128];
     snprintf(msg, sizeof msg, "RELOADING=1\nMONOTONIC_USEC=%lld\nSTATUS=reloading",
-             (long long)mono_us());
+             (long long)cp_clock_us(CLOCK_MONOTONIC));
     notify_send(msg);
 }
 
@@ -104,7 +97,7 @@ void notify_watchdog(void)
     int64_t now;
     if (nt.watchdog_us <= 0)
         return;
-    now = mono_us();
+    now = cp_clock_us(CLOCK_MONOTONIC);
     if (now - nt.last_watchdog_us < nt.watchdog_us / 2)
         return;
     nt.last_watchdog_us = now;

@@ -10,9 +10,7 @@
 
 int64_t tp_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return cp_clock_us(CLOCK_MONOTONIC) / 1000;
 }
 
 void tp_refuse_pending(tp_msg_t *msgs, size_t n, const char *why)
