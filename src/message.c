@@ -407,6 +407,67 @@ static bool is_big(const json_t *v)
     return json_is_string(v) && json_string_length(v) > 0 && json_string_value(v)[0] == '\0';
 }
 
+/* One known field's value as the rules see it, whichever parser found it:
+ * an integer, a string (no NUL in it), something else (only from jansson:
+ * json says what), or missing. */
+typedef enum field_kind { F_MISSING = 0, F_INT, F_STR, F_OTHER } field_kind_t;
+
+typedef struct field {
+    field_kind_t kind;
+    int64_t i;          /* F_INT */
+    const char *s;      /* F_STR: its bytes, not NUL-terminated */
+    size_t n;           /* F_STR: their number */
+    const json_t *json; /* jansson's value, when jansson decoded the body */
+} field_t;
+
+/* The fields the rules read, in the order of DESIGN's table. */
+enum {
+    FLD_V,
+    FLD_PAYMENT_ID,
+    FLD_ORDER_ID,
+    FLD_USER_ID,
+    FLD_DEAL_ID,
+    FLD_QUANTITY,
+    FLD_AMOUNT,
+    FLD_CURRENCY,
+    FLD_PAID_AT,
+    FLD_COUNT
+};
+
+static const char *const field_names[FLD_COUNT] = {
+    [FLD_V] = "v",
+    [FLD_PAYMENT_ID] = "payment_id",
+    [FLD_ORDER_ID] = "order_id",
+    [FLD_USER_ID] = "user_id",
+    [FLD_DEAL_ID] = "deal_id",
+    [FLD_QUANTITY] = "quantity",
+    [FLD_AMOUNT] = "amount_cents",
+    [FLD_CURRENCY] = "currency",
+    [FLD_PAID_AT] = "paid_at",
+};
+
+/* The known fields of an object jansson decoded. */
+static void fields_from_json(const json_t *root, field_t *f)
+{
+    for (int k = 0; k < FLD_COUNT; k++) {
+        const json_t *v = json_object_get(root, field_names[k]);
+
+        f[k] = (field_t){.json = v};
+        if (!v) {
+            f[k].kind = F_MISSING;
+        } else if (json_is_integer(v)) {
+            f[k].kind = F_INT;
+            f[k].i = (int64_t)json_integer_value(v);
+        } else if (json_is_string(v) && !is_big(v)) {
+            f[k].kind = F_STR;
+            f[k].s = json_string_value(v);
+            f[k].n = json_string_length(v);
+        } else {
+            f[k].kind = F_OTHER;
+        }
+    }
+}
+
 /* ---- value descriptions ----------------------------------------------- */
 
 /* Shortest %g form that reads back as the same double, always showing that it
@@ -431,7 +492,7 @@ static void format_real(char *out, size_t outlen, double d)
 }
 
 /* Describes a JSON value for a detail: what was found instead. */
-static void describe(char *out, size_t outlen, const json_t *v)
+static void describe_json(char *out, size_t outlen, const json_t *v)
 {
     char q[QUOTE_MAX * 4 + 8];
 
@@ -470,25 +531,35 @@ static void describe(char *out, size_t outlen, const json_t *v)
     }
 }
 
+static void describe(char *out, size_t outlen, const field_t *f)
+{
+    char q[QUOTE_MAX * 4 + 8];
+
+    if (f->json) {
+        describe_json(out, outlen, f->json);
+    } else if (f->kind == F_INT) {
+        snprintf(out, outlen, "%" PRId64, f->i);
+    } else {
+        quote_bytes(q, sizeof q, f->s, f->n);
+        snprintf(out, outlen, "string \"%s\"", q);
+    }
+}
+
 /* ---- field rules ------------------------------------------------------ */
 
 /* An integer field within [min, max]; rule is the wording of the detail. */
-static msg_status_t get_int(const json_t *obj, const char *name, int64_t min, int64_t max,
-                            const char *rule, msg_status_t st, int64_t *out, char *detail,
-                            size_t detlen)
+static msg_status_t get_int(const field_t *f, int k, int64_t min, int64_t max, const char *rule,
+                            msg_status_t st, int64_t *out, char *detail, size_t detlen)
 {
-    const json_t *v = json_object_get(obj, name);
+    const field_t *v = &f[k];
+    const char *name = field_names[k];
     char got[QUOTE_MAX * 4 + 32];
 
-    if (!v)
+    if (v->kind == F_MISSING)
         return fail(st, detail, detlen, "%s: missing", name);
-    if (json_is_integer(v)) {
-        json_int_t i = json_integer_value(v);
-
-        if (i >= min && i <= max) {
-            *out = (int64_t)i;
-            return MSG_OK;
-        }
+    if (v->kind == F_INT && v->i >= min && v->i <= max) {
+        *out = v->i;
+        return MSG_OK;
     }
     describe(got, sizeof got, v);
     return fail(st, detail, detlen, "%s: must be %s, got %s", name, rule, got);
@@ -500,22 +571,19 @@ static bool is_id_char(unsigned char c)
            c == '_' || c == '-';
 }
 
-static msg_status_t check_payment_id(const json_t *obj, msg_payment_t *out, char *detail,
+static msg_status_t check_payment_id(const field_t *v, msg_payment_t *out, char *detail,
                                      size_t detlen)
 {
-    const json_t *v = json_object_get(obj, "payment_id");
     char got[QUOTE_MAX * 4 + 32];
-    const char *s;
-    size_t n;
+    const char *s = v->s;
+    size_t n = v->n;
 
-    if (!v)
+    if (v->kind == F_MISSING)
         return fail(MSG_E_PAYMENT_ID, detail, detlen, "payment_id: missing");
-    if (!json_is_string(v) || is_big(v)) {
+    if (v->kind != F_STR) {
         describe(got, sizeof got, v);
         return fail(MSG_E_PAYMENT_ID, detail, detlen, "payment_id: must be a string, got %s", got);
     }
-    s = json_string_value(v);
-    n = json_string_length(v);
     if (n == 0)
         return fail(MSG_E_PAYMENT_ID, detail, detlen, "payment_id: must not be empty");
     if (n > MSG_PAYMENT_ID_MAX)
@@ -529,26 +597,24 @@ static msg_status_t check_payment_id(const json_t *obj, msg_payment_t *out, char
                         "payment_id: must contain only [A-Za-z0-9._-], got \"%s\"", got);
         }
     }
-    memcpy(out->payment_id, s, n + 1);
+    memcpy(out->payment_id, s, n);
+    out->payment_id[n] = '\0';
     return MSG_OK;
 }
 
-static msg_status_t check_currency(const json_t *obj, msg_payment_t *out, char *detail,
+static msg_status_t check_currency(const field_t *v, msg_payment_t *out, char *detail,
                                    size_t detlen)
 {
-    const json_t *v = json_object_get(obj, "currency");
     char got[QUOTE_MAX * 4 + 32];
-    const char *s;
+    const char *s = v->s;
 
-    if (!v)
+    if (v->kind == F_MISSING)
         return fail(MSG_E_CURRENCY, detail, detlen, "currency: missing");
-    if (json_is_string(v) && !is_big(v)) {
-        s = json_string_value(v);
-        if (json_string_length(v) == 3 && s[0] >= 'A' && s[0] <= 'Z' && s[1] >= 'A' &&
-            s[1] <= 'Z' && s[2] >= 'A' && s[2] <= 'Z') {
-            memcpy(out->currency, s, 4);
-            return MSG_OK;
-        }
+    if (v->kind == F_STR && v->n == 3 && s[0] >= 'A' && s[0] <= 'Z' && s[1] >= 'A' && s[1] <= 'Z' &&
+        s[2] >= 'A' && s[2] <= 'Z') {
+        memcpy(out->currency, s, 3);
+        out->currency[3] = '\0';
+        return MSG_OK;
     }
     describe(got, sizeof got, v);
     return fail(MSG_E_CURRENCY, detail, detlen,
@@ -607,25 +673,21 @@ static int digits(const char *s, int n)
 
 #define PAID_AT_FORMAT "YYYY-MM-DDTHH:MM:SS[.fraction]Z"
 
-static msg_status_t check_paid_at(const json_t *obj, msg_payment_t *out, char *detail,
-                                  size_t detlen)
+static msg_status_t check_paid_at(const field_t *v, msg_payment_t *out, char *detail, size_t detlen)
 {
-    const json_t *v = json_object_get(obj, "paid_at");
     char got[QUOTE_MAX * 4 + 32];
     int year, mon, day, hour, min, sec;
     int64_t frac_us = 0, secs;
-    const char *s;
-    size_t n, i;
+    const char *s = v->s;
+    size_t n = v->n, i;
 
-    if (!v)
+    if (v->kind == F_MISSING)
         return fail(MSG_E_PAID_AT, detail, detlen, "paid_at: missing");
-    if (!json_is_string(v) || is_big(v)) {
+    if (v->kind != F_STR) {
         describe(got, sizeof got, v);
         return fail(MSG_E_PAID_AT, detail, detlen,
                     "paid_at: must be an RFC 3339 UTC string, got %s", got);
     }
-    s = json_string_value(v);
-    n = json_string_length(v);
     quote_bytes(got, sizeof got, s, n);
     /* The shape first: digits and separators exactly where RFC 3339 puts them,
      * upper-case T and Z only, no offset other than Z. */
@@ -668,18 +730,143 @@ static msg_status_t check_paid_at(const json_t *obj, msg_payment_t *out, char *d
     secs =
         days_from_civil(year, (unsigned)mon, (unsigned)day) * 86400 + hour * 3600 + min * 60 + sec;
     out->paid_at_us = secs * 1000000 + frac_us;
-    memcpy(out->paid_at, s, n + 1); /* n <= 30 here, the buffer holds 40 */
+    memcpy(out->paid_at, s, n); /* n <= 30 here, the buffer holds 40 */
+    out->paid_at[n] = '\0';
     return MSG_OK;
+}
+
+/* ---- the fast path ---------------------------------------------------- */
+
+/* Notifications are almost always a flat object of plain strings and
+ * integers. fast_fields decodes exactly those in one pass, without building a
+ * DOM, and finds exactly what jansson would: strings without escapes or
+ * control characters, integers of at most 18 digits (no overflow possible),
+ * true, false and null for fields the rules do not read, no nested values,
+ * no duplicate keys. Anything else, every malformed body included, it leaves
+ * to the full parser, which alone writes decoding errors; the field rules
+ * then run on either parser's fields alike. The body is already known to be
+ * valid UTF-8 without NUL bytes. */
+#define FAST_MAX_KEYS 32
+
+static size_t skip_ws(const unsigned char *p, size_t n, size_t i)
+{
+    while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'))
+        i++;
+    return i;
+}
+
+/* The end (past the closing quote) of a string without escapes or control
+ * characters whose opening quote is p[i], or 0. */
+static size_t plain_string(const unsigned char *p, size_t n, size_t i)
+{
+    for (i++; i < n; i++) {
+        if (p[i] == '"')
+            return i + 1;
+        if (p[i] == '\\' || p[i] < 0x20)
+            return 0;
+    }
+    return 0;
+}
+
+/* Which known field a key names, or -1. */
+static int field_index(const unsigned char *key, size_t n)
+{
+    for (int k = 0; k < FLD_COUNT; k++) {
+        if (strlen(field_names[k]) == n && memcmp(field_names[k], key, n) == 0)
+            return k;
+    }
+    return -1;
+}
+
+/* Length of the literal true, false or null at p, or 0. */
+static size_t literal_length(const unsigned char *p, size_t n)
+{
+    static const char *const lits[] = {"true", "false", "null"};
+    for (size_t k = 0; k < sizeof lits / sizeof lits[0]; k++) {
+        size_t l = strlen(lits[k]);
+        if (n >= l && memcmp(p, lits[k], l) == 0)
+            return l;
+    }
+    return 0;
+}
+
+static bool fast_fields(const unsigned char *p, size_t n, field_t *f)
+{
+    struct {
+        const unsigned char *s;
+        size_t n;
+    } keys[FAST_MAX_KEYS];
+    size_t nkeys = 0, i = skip_ws(p, n, 0), end;
+
+    memset(f, 0, FLD_COUNT * sizeof *f);
+    if (i >= n || p[i] != '{')
+        return false;
+    i = skip_ws(p, n, i + 1);
+    for (;;) {
+        field_t v = {.kind = F_OTHER};
+        const unsigned char *key = p + i + 1;
+        size_t klen;
+        int known;
+
+        if (i >= n || p[i] != '"' || !(end = plain_string(p, n, i)) || nkeys == FAST_MAX_KEYS)
+            return false;
+        klen = end - i - 2;
+        for (size_t k = 0; k < nkeys; k++) {
+            if (keys[k].n == klen && memcmp(keys[k].s, key, klen) == 0)
+                return false;
+        }
+        keys[nkeys].s = key;
+        keys[nkeys++].n = klen;
+        known = field_index(key, klen);
+        i = skip_ws(p, n, end);
+        if (i >= n || p[i] != ':')
+            return false;
+        i = skip_ws(p, n, i + 1);
+        if (i >= n)
+            return false;
+        if (p[i] == '"') {
+            if (!(end = plain_string(p, n, i)))
+                return false;
+            v = (field_t){.kind = F_STR, .s = (const char *)p + i + 1, .n = end - i - 2};
+        } else if (p[i] == '-' || is_digit(p[i])) {
+            size_t neg = p[i] == '-', len = number_length(p + i, n - i);
+            if (len <= neg || len - neg > 18)
+                return false;
+            v.kind = F_INT;
+            for (size_t d = i + neg; d < i + len; d++) {
+                if (!is_digit(p[d]))
+                    return false; /* a fraction or an exponent: a real */
+                v.i = v.i * 10 + (p[d] - '0');
+            }
+            if (neg)
+                v.i = -v.i;
+            end = i + len;
+        } else if (known < 0 && (end = literal_length(p + i, n - i)) > 0) {
+            end += i;
+        } else {
+            return false; /* nested, a literal the rules read, or malformed */
+        }
+        if (known >= 0)
+            f[known] = v;
+        i = skip_ws(p, n, end);
+        if (i < n && p[i] == ',') {
+            i = skip_ws(p, n, i + 1);
+            continue;
+        }
+        if (i < n && p[i] == '}')
+            return skip_ws(p, n, i + 1) == n;
+        return false;
+    }
 }
 
 /* ---- the parser -------------------------------------------------------- */
 
 /* Rules that need the decoded object, in the order DESIGN's table lists them;
  * the cross-field shard rule comes after every field is known to be valid. */
-static msg_status_t check_fields(const json_t *root, int max_version, msg_payment_t *out,
+static msg_status_t check_fields(const field_t *f, int max_version, msg_payment_t *out,
                                  char *detail, size_t detlen)
 {
-    const json_t *v = json_object_get(root, "v");
+    const field_t *v = &f[FLD_V];
     char got[QUOTE_MAX * 4 + 32];
     msg_status_t st;
     int64_t i64 = 0;
@@ -687,39 +874,39 @@ static msg_status_t check_fields(const json_t *root, int max_version, msg_paymen
     if (max_version < 1)
         max_version = 1;
     out->version = 1;
-    if (v) {
-        if (!json_is_integer(v)) {
+    if (v->kind != F_MISSING) {
+        if (v->kind != F_INT) {
             describe(got, sizeof got, v);
             return fail(MSG_E_VERSION, detail, detlen, "v: must be an integer 1 to %d, got %s",
                         max_version, got);
         }
-        if (json_integer_value(v) < 1 || json_integer_value(v) > max_version)
+        if (v->i < 1 || v->i > max_version)
             return fail(MSG_E_VERSION, detail, detlen,
-                        "v: version %" JSON_INTEGER_FORMAT " not supported (accepting 1 to %d)",
-                        json_integer_value(v), max_version);
-        out->version = (int)json_integer_value(v);
+                        "v: version %" PRId64 " not supported (accepting 1 to %d)", v->i,
+                        max_version);
+        out->version = (int)v->i;
     }
-    if ((st = check_payment_id(root, out, detail, detlen)) != MSG_OK)
+    if ((st = check_payment_id(&f[FLD_PAYMENT_ID], out, detail, detlen)) != MSG_OK)
         return st;
-    if ((st = get_int(root, "order_id", 1, INT64_MAX, "an integer > 0", MSG_E_ORDER_ID,
+    if ((st = get_int(f, FLD_ORDER_ID, 1, INT64_MAX, "an integer > 0", MSG_E_ORDER_ID,
                       &out->order_id, detail, detlen)) != MSG_OK)
         return st;
-    if ((st = get_int(root, "user_id", 1, INT64_MAX, "an integer > 0", MSG_E_USER_ID, &out->user_id,
+    if ((st = get_int(f, FLD_USER_ID, 1, INT64_MAX, "an integer > 0", MSG_E_USER_ID, &out->user_id,
                       detail, detlen)) != MSG_OK)
         return st;
-    if ((st = get_int(root, "deal_id", 1, INT64_MAX, "an integer > 0", MSG_E_DEAL_ID, &out->deal_id,
+    if ((st = get_int(f, FLD_DEAL_ID, 1, INT64_MAX, "an integer > 0", MSG_E_DEAL_ID, &out->deal_id,
                       detail, detlen)) != MSG_OK)
         return st;
-    if ((st = get_int(root, "quantity", 1, 100, "an integer 1 to 100", MSG_E_QUANTITY, &i64, detail,
+    if ((st = get_int(f, FLD_QUANTITY, 1, 100, "an integer 1 to 100", MSG_E_QUANTITY, &i64, detail,
                       detlen)) != MSG_OK)
         return st;
     out->quantity = (int32_t)i64;
-    if ((st = get_int(root, "amount_cents", 1, INT64_MAX, "an integer > 0", MSG_E_AMOUNT,
+    if ((st = get_int(f, FLD_AMOUNT, 1, INT64_MAX, "an integer > 0", MSG_E_AMOUNT,
                       &out->amount_cents, detail, detlen)) != MSG_OK)
         return st;
-    if ((st = check_currency(root, out, detail, detlen)) != MSG_OK)
+    if ((st = check_currency(&f[FLD_CURRENCY], out, detail, detlen)) != MSG_OK)
         return st;
-    if ((st = check_paid_at(root, out, detail, detlen)) != MSG_OK)
+    if ((st = check_paid_at(&f[FLD_PAID_AT], out, detail, detlen)) != MSG_OK)
         return st;
     if (out->order_id % 100 != out->user_id % 100)
         return fail(MSG_E_SHARD, detail, detlen,
@@ -755,8 +942,8 @@ static msg_status_t decode_error(const json_error_t *err, const char *text, size
                 err->line, original_offset(s, pos), q);
 }
 
-msg_status_t msg_parse(const void *body, size_t len, int max_version, msg_payment_t *out,
-                       char *detail, size_t detlen)
+static msg_status_t parse(const void *body, size_t len, int max_version, msg_payment_t *out,
+                          char *detail, size_t detlen, bool fast)
 {
     const unsigned char *p = body;
     const size_t flags = JSON_REJECT_DUPLICATES | JSON_DECODE_ANY;
@@ -764,6 +951,7 @@ msg_status_t msg_parse(const void *body, size_t len, int max_version, msg_paymen
     scan_t scan = {0};
     json_error_t err;
     json_t *root = NULL;
+    field_t fields[FLD_COUNT];
     char *subst = NULL;
     size_t bad;
     msg_status_t st;
@@ -785,6 +973,8 @@ msg_status_t msg_parse(const void *body, size_t len, int max_version, msg_paymen
         return fail(MSG_E_NOT_UTF8, detail, detlen, "invalid UTF-8 at byte %zu (0x%02x)", bad,
                     p[bad]);
     }
+    if (fast && fast_fields(p, len, fields))
+        return check_fields(fields, max_version, out, detail, detlen);
     if (scan_body(p, len, &scan) < 0) {
         st = fail(MSG_E_JSON, detail, detlen, "out of memory scanning the body");
         goto out;
@@ -823,17 +1013,30 @@ msg_status_t msg_parse(const void *body, size_t len, int max_version, msg_paymen
     if (!json_is_object(root)) {
         char got[QUOTE_MAX * 4 + 32];
 
-        describe(got, sizeof got, root);
+        describe_json(got, sizeof got, root);
         st = fail(MSG_E_NOT_OBJECT, detail, detlen, "top level must be an object, got %s", got);
         goto out;
     }
-    st = check_fields(root, max_version, out, detail, detlen);
+    fields_from_json(root, fields);
+    st = check_fields(fields, max_version, out, detail, detlen);
 
 out:
     json_decref(root);
     free(subst);
     free(scan.bigs);
     return st;
+}
+
+msg_status_t msg_parse(const void *body, size_t len, int max_version, msg_payment_t *out,
+                       char *detail, size_t detlen)
+{
+    return parse(body, len, max_version, out, detail, detlen, true);
+}
+
+msg_status_t msg_parse_reference(const void *body, size_t len, int max_version, msg_payment_t *out,
+                                 char *detail, size_t detlen)
+{
+    return parse(body, len, max_version, out, detail, detlen, false);
 }
 
 void msg_format_time(int64_t us, char *out, size_t outlen)

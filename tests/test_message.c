@@ -600,8 +600,103 @@ static void test_format_time(void)
         CHECK(p.paid_at_us == us);
 }
 
-/* Random mutations of a valid body: no crash, sane status, printable detail
- * (the sanitizer and valgrind runs make this a small fuzz test). */
+/* msg_parse (with its fast path) and msg_parse_reference (jansson alone) must
+ * agree on every body: status, detail and every decoded field. */
+static void same_as_reference(const char *name, const void *body, size_t len)
+{
+    msg_payment_t a, b;
+    char da[CP_ERRLEN], db[CP_ERRLEN];
+    msg_status_t sa = msg_parse(body, len, 2, &a, da, sizeof da);
+    msg_status_t sb = msg_parse_reference(body, len, 2, &b, db, sizeof db);
+
+    CHECK_MSG(sa == sb, "%s: %s against the reference's %s (%s | %s)", name, msg_status_code(sa),
+              msg_status_code(sb), da, db);
+    CHECK_MSG(strcmp(da, db) == 0, "%s: detail \"%s\" against the reference's \"%s\"", name, da,
+              db);
+    if (sa == MSG_OK && sb == MSG_OK)
+        CHECK_MSG(memcmp(&a, &b, sizeof a) == 0, "%s: decoded fields differ", name);
+}
+
+/* Bodies at the edges of what the fast path takes: each is decoded by both
+ * parsers and must come out the same. */
+static void test_fast_path(void)
+{
+    static const char *const bodies[] = {
+        GOOD,
+        " \t\r\n" GOOD " \n",
+        "{ \"payment_id\" : \"pay-1\" , \"order_id\" : 1234 , \"user_id\" : 34 , \"deal_id\" "
+        ": 7 , \"quantity\" : 2 , \"amount_cents\" : 1998 , \"currency\" : \"USD\" , "
+        "\"paid_at\" : \"2026-11-21T10:00:00Z\" }",
+        VER("1"),
+        VER("2"),
+        VER("3"),
+        VER("-0"),
+        VER("true"),
+        VER("null"),
+        VER("1.0"),
+        ORD("-1234"),
+        ORD("0"),
+        ORD("-0"),
+        ORD("01234"),
+        ORD("999999999999999999"),
+        ORD("9223372036854775807"),
+        ORD("9223372036854775808"),
+        ORD("-999999999999999999"),
+        ORD("1234e0"),
+        ORD("1234.0"),
+        ORD("\"1234\""),
+        ORD("[1234]"),
+        ORD("{}"),
+        ORD("false"),
+        ORD("1234 5"),
+        QTY("-"),
+        QTY("2x"),
+        QTY("tru"),
+        PAY("\"pay\\u002d1\""),
+        PAY("\"pay\x7f\""),
+        PAY("\"pay\xc3\xa9\""),
+        PAY("\"pay\x01\""),
+        CUR("\"usd\""),
+        CUR("\"US\""),
+        AT("\"2026-02-29T10:00:00Z\""),
+        AT("\"2026-11-21T10:00:00.1234567890Z\""),
+        MSG(F_PAY, F_ORD, F_USR, F_DEAL, F_QTY, F_AMT, F_CUR,
+            F_AT "\"x\":true,\"y\":false,"
+                 "\"z\":null,\"w\":-5,\"u\":\"\xe2\x82\xac\","),
+        MSG(F_PAY, F_ORD, F_USR, F_DEAL, F_QTY, F_AMT, F_CUR, F_AT "\"x\":truex,"),
+        MSG(F_PAY, F_ORD, F_USR, F_DEAL, F_QTY, F_AMT, F_CUR, F_AT "\"x\":[1],"),
+        MSG(F_PAY, F_ORD, F_USR, F_DEAL, F_QTY, F_AMT, F_CUR, F_AT "\"\":1,"),
+        MSG(F_PAY, F_ORD, F_USR, F_DEAL, F_QTY, F_AMT, F_CUR, F_AT "\"note\":1,"),
+        MSG(F_PAY, F_ORD, F_USR, F_DEAL, F_QTY, F_AMT, F_CUR, F_AT F_ORD),
+        MSG(F_PAY, F_ORD, F_USR, F_DEAL, F_QTY, F_AMT, F_CUR, F_AT "\"big\":1e999,"),
+        MSG("", F_ORD, F_USR, F_DEAL, F_QTY, F_AMT, F_CUR, F_AT),
+        "{}",
+        "{ }",
+        "[]",
+        "{\"a\":1,}",
+        "{\"a\" 1}",
+        "{\"a\":1} x",
+        "{\"a\":1}}",
+        "{\"a\":1",
+        "{\"a\":\"b",
+        "{\"a1\":1,\"a2\":1,\"a3\":1,\"a4\":1,\"a5\":1,\"a6\":1,\"a7\":1,\"a8\":1,\"a9\":1,"
+        "\"b1\":1,\"b2\":1,\"b3\":1,\"b4\":1,\"b5\":1,\"b6\":1,\"b7\":1,\"b8\":1,\"b9\":1,"
+        "\"c1\":1,\"c2\":1,\"c3\":1,\"c4\":1,\"c5\":1,\"c6\":1,\"c7\":1,\"c8\":1,\"c9\":1,"
+        "\"d1\":1,\"d2\":1,\"d3\":1,\"d4\":1,\"d5\":1,\"d6\":1,\"d7\":1,\"d8\":1,\"d9\":1,"
+        "\"a1\":2}",
+    };
+
+    for (size_t i = 0; i < CP_ARRAY_SIZE(bodies); i++) {
+        char name[32];
+
+        snprintf(name, sizeof name, "fast path body %zu", i);
+        same_as_reference(name, bodies[i], strlen(bodies[i]));
+    }
+}
+
+/* Random mutations of a valid body: no crash, sane status, printable detail,
+ * the same result as the reference parser (the sanitizer and valgrind runs
+ * make this a small fuzz test). */
 static void test_mutations(void)
 {
     static const char seed[] = GOOD;
@@ -644,6 +739,10 @@ static void test_mutations(void)
             }
         }
         msg_status_t st = msg_parse(body, n, 1, &p, detail, sizeof detail);
+        char name[32];
+
+        snprintf(name, sizeof name, "mutation %d", iter);
+        same_as_reference(name, body, n);
 
         CHECK_MSG((unsigned)st <= MSG_E_PAID_AT, "status %d", (int)st);
         CHECK(strlen(detail) < sizeof detail);
@@ -673,6 +772,7 @@ int main(void)
     test_detail_buffers();
     test_codes();
     test_format_time();
+    test_fast_path();
     test_mutations();
     printf("test_message: %zu table rows of bad input\n", CP_ARRAY_SIZE(bad_cases));
     return check_done("test_message");
