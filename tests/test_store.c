@@ -542,6 +542,49 @@ static void test_refusals(void)
     CHECK(sql_fails("INSERT INTO coupons (code, order_id, issued_by) "
                     "VALUES ('0000000000000003', 107, 'l')",
                     "would hold 4 of 3 coupons"));
+    /* No coupon without its payment (the trigger, not a foreign key: 004). */
+    CHECK(sql_fails("INSERT INTO coupons (code, order_id, issued_by) "
+                    "VALUES ('0000000000000005', 999999907, 'l')",
+                    "order 999999907 does not exist"));
+    /* The character rules (004 checks them without regular expressions). */
+    CHECK(sql_fails("INSERT INTO coupons (code, order_id, issued_by) "
+                    "VALUES ('000000000000000I', 107, 'l')",
+                    "coupons_code_check"));
+    CHECK(sql_fails("INSERT INTO coupons (code, order_id, issued_by) "
+                    "VALUES ('00000000000000006', 107, 'l')",
+                    "coupons_code_check"));
+    CHECK(sql_fails("INSERT INTO coupons (code, order_id, issued_by) "
+                    "VALUES ('000000000000000a', 107, 'l')",
+                    "coupons_code_check"));
+    CHECK(sql_fails("INSERT INTO payments (order_id, payment_id, user_id, deal_id, quantity, "
+                    "amount_cents, currency, paid_at) VALUES (2207, 'pay 2207', 7, 1, 1, "
+                    "500, 'EUR', now())",
+                    "payments_payment_id_check"));
+    CHECK(sql_fails("INSERT INTO payments (order_id, payment_id, user_id, deal_id, quantity, "
+                    "amount_cents, currency, paid_at) VALUES (2207, 'pay-\xc3\xa9', 7, 1, 1, "
+                    "500, 'EUR', now())",
+                    "payments_payment_id_check"));
+    CHECK(sql_fails("INSERT INTO payments (order_id, payment_id, user_id, deal_id, quantity, "
+                    "amount_cents, currency, paid_at) VALUES (2207, '', 7, 1, 1, "
+                    "500, 'EUR', now())",
+                    "payments_payment_id_check"));
+    CHECK(sql_fails("INSERT INTO payments (order_id, payment_id, user_id, deal_id, quantity, "
+                    "amount_cents, currency, paid_at) VALUES (2207, 'pay-2207', 7, 1, 1, "
+                    "500, 'EUr', now())",
+                    "payments_currency_check"));
+    CHECK(sql_fails("INSERT INTO payments (order_id, payment_id, user_id, deal_id, quantity, "
+                    "amount_cents, currency, paid_at) VALUES (2207, 'pay-2207', 7, 1, 1, "
+                    "500, 'EURO', now())",
+                    "payments_currency_check"));
+    CHECK(sql_ok("INSERT INTO payments (order_id, payment_id, user_id, deal_id, quantity, "
+                 "amount_cents, currency, paid_at) VALUES (2207, "
+                 "'Az09._-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 7, 1, 1, "
+                 "500, 'EUR', now())"));
+    CHECK(sql_fails("INSERT INTO payments (order_id, payment_id, user_id, deal_id, quantity, "
+                    "amount_cents, currency, paid_at) VALUES (2307, "
+                    "'Az09._-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 7, 1, "
+                    "1, 500, 'EUR', now())",
+                    "payments_payment_id_check"));
     CHECK(sql_fails("UPDATE coupons SET issued_by = 'w'", "coupons is append-only: UPDATE"));
     CHECK(sql_fails("DELETE FROM coupons", "coupons is append-only: DELETE"));
     CHECK(sql_fails("TRUNCATE coupons", "append-only"));
