@@ -87,17 +87,22 @@ typedef struct tp_delivery {
 int tp_consumer_open(transport_t **out, const tp_lane_desc_t *desc, char *err,
                      size_t errlen) CP_MUSTCHECK;
 
-/* Takes up to max messages into out, waiting at most wait_ms for the first
- * and batch_wait_ms for each further one. Returns how many (0 on timeout), or
+/* Takes up to max messages into out, waiting at most wait_ms for the first.
+ * Then it takes what is there, and waits for more only while they keep
+ * coming: AMQP at most batch_wait_ms for each further one; Kafka, when
+ * nothing more was queued, at most batch_wait_ms in all (a backlog makes its
+ * own batch, without a wait). Returns how many (0 on timeout), or
  * -1 when the connection broke (err says why; the next call reconnects).
  * Everything taken must be acknowledged (tp_ack) and released (tp_release)
  * before the next fetch. */
 int tp_fetch(transport_t *tp, tp_delivery_t *out, size_t max, int wait_ms, int batch_wait_ms,
              char *err, size_t errlen) CP_MUSTCHECK;
 
-/* Acknowledges everything fetched (Kafka: synchronous commit of the next
- * offsets; AMQP: ack with `multiple` up to the last delivery). Returns 0, or
- * -1 (the messages will be delivered again; processing is idempotent). */
+/* Acknowledges everything fetched (Kafka: asynchronous commit of the next
+ * offsets, whose failure is logged, and which closing the consumer waits
+ * for; AMQP: ack with `multiple` up to the last delivery). Neither waits for
+ * the broker. Returns 0, or -1 (the messages will be delivered again;
+ * processing is idempotent). */
 int tp_ack(transport_t *tp, char *err, size_t errlen) CP_MUSTCHECK;
 
 /* Frees what the last fetch took. */

@@ -245,6 +245,19 @@ static void on_con_error(rd_kafka_t *rk, int err, const char *reason, void *opaq
     on_error(rk, err, reason, opaque);
 }
 
+/* The result of an asynchronous commit (tp_ack). A failed one only means
+ * that its messages may be delivered again, after a restart or a rebalance;
+ * the lanes process them idempotently. */
+static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                      rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+    (void)offsets;
+    (void)opaque;
+    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+        log_warn("%s: offset commit failed (its messages may come again): %s", rd_kafka_name(rk),
+                 rd_kafka_err2str(err));
+}
+
 static int kafka_open_consumer(transport_t *tp, char *err, size_t errlen)
 {
     const cfg_kafka_t *k = &tp->desc.cfg->kafka;
@@ -279,6 +292,7 @@ static int kafka_open_consumer(transport_t *tp, char *err, size_t errlen)
     }
     rd_kafka_conf_set_log_cb(conf, on_log);
     rd_kafka_conf_set_error_cb(conf, on_con_error);
+    rd_kafka_conf_set_offset_commit_cb(conf, on_commit);
     rd_kafka_conf_set_opaque(conf, kc);
     kc->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, cerr, sizeof cerr);
     if (!kc->rk) {
@@ -342,8 +356,11 @@ static int kafka_fetch(transport_t *tp, tp_delivery_t *out, size_t max, int wait
      * batch_wait_ms. */
     got = rd_kafka_consume_batch_queue(kc->queue, wait_ms, kc->msgs, 1);
     if (got > 0 && max > 1) {
-        ssize_t more = rd_kafka_consume_batch_queue(kc->queue, batch_wait_ms, kc->msgs + got,
-                                                    max - (size_t)got);
+        ssize_t more =
+            rd_kafka_consume_batch_queue(kc->queue, 0, kc->msgs + got, max - (size_t)got);
+        if (more == 0 && batch_wait_ms > 0)
+            more = rd_kafka_consume_batch_queue(kc->queue, batch_wait_ms, kc->msgs + got,
+                                                max - (size_t)got);
         if (more > 0)
             got += more;
     }
@@ -408,7 +425,10 @@ static int kafka_ack(transport_t *tp, char *err, size_t errlen)
         if (m->offset + 1 > p->offset)
             p->offset = m->offset + 1;
     }
-    e = offsets->cnt ? rd_kafka_commit(kc->rk, offsets, 0) : RD_KAFKA_RESP_ERR_NO_ERROR;
+    /* Asynchronous: the commit is on its way before the batch is worked,
+     * without a round trip in the lane's path; on_commit reports a failure,
+     * and closing the consumer waits for the commits in flight. */
+    e = offsets->cnt ? rd_kafka_commit(kc->rk, offsets, 1) : RD_KAFKA_RESP_ERR_NO_ERROR;
     rd_kafka_topic_partition_list_destroy(offsets);
     if (e) {
         snprintf(err, errlen, "%s: commit: %s", tp->name, rd_kafka_err2str(e));
