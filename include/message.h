@@ -80,6 +80,11 @@ msg_status_t msg_parse(const void *body, size_t len, int max_version, msg_paymen
 msg_status_t msg_parse_reference(const void *body, size_t len, int max_version, msg_payment_t *out,
                                  char *detail, size_t detlen) CP_MUSTCHECK;
 
+/* The offset of the first byte that is not part of well-formed UTF-8
+ * (Unicode table 3-7: no overlongs, no surrogates, nothing above U+10FFFF) or
+ * is a NUL byte; len when all of it is. */
+size_t msg_utf8_prefix(const void *body, size_t len);
+
 /* Stable snake_case reason code of a status ("ok", "too_large", ...; the
  * codes are listed beside the enum); "unknown" for a value outside the enum. */
 const char *msg_status_code(msg_status_t st);

@@ -131,7 +131,17 @@ store_rc_t lane_dead_letter(lane_ctx_t *lc, const transport_t *tp, const tp_deli
     int64_t id = 0;
     int seen = 0;
     store_rc_t rc = store_dead_letter(lc->store, &dl, &id, &seen, err, sizeof err);
+    char note[CP_ERRLEN * 2];
 
+    if (rc == STORE_E_QUERY && headers) {
+        /* The store refused what the headers became: the letter itself, raw
+         * body and all, must still be kept, or the lane would stop on it. */
+        log_warn("dead letter refused with its headers (%s); recording it without them", err);
+        snprintf(note, sizeof note, "%s (headers not recorded: %s)", detail ? detail : "", err);
+        dl.headers_json = NULL;
+        dl.detail = note;
+        rc = store_dead_letter(lc->store, &dl, &id, &seen, err, sizeof err);
+    }
     if (rc == STORE_OK) {
         metrics_dead_letter(reason);
         log_warn("dead letter %lld (%s, seen %d time%s): %s", (long long)id, reason, seen,

@@ -125,11 +125,9 @@ static msg_status_t fail(msg_status_t st, char *detail, size_t detlen, const cha
 
 /* ---- raw body checks -------------------------------------------------- */
 
-/* Returns the offset of the first byte that is not part of well-formed UTF-8
- * (Unicode table 3-7: no overlongs, no surrogates, nothing above U+10FFFF) or
- * is a NUL byte, or len when the whole body is fine. */
-static size_t utf8_check(const unsigned char *p, size_t len)
+size_t msg_utf8_prefix(const void *body, size_t len)
 {
+    const unsigned char *p = body;
     size_t i = 0;
 
     while (i < len) {
@@ -967,7 +965,7 @@ static msg_status_t parse(const void *body, size_t len, int max_version, msg_pay
                     MSG_MAX_BYTES);
     if (len == 0 || !p)
         return fail(MSG_E_EMPTY, detail, detlen, "body is empty");
-    if ((bad = utf8_check(p, len)) < len) {
+    if ((bad = msg_utf8_prefix(p, len)) < len) {
         if (p[bad] == 0)
             return fail(MSG_E_NOT_UTF8, detail, detlen, "NUL byte at byte %zu", bad);
         return fail(MSG_E_NOT_UTF8, detail, detlen, "invalid UTF-8 at byte %zu (0x%02x)", bad,

@@ -8,6 +8,10 @@
 #include <string.h>
 #include <time.h>
 
+#include <cjson/cJSON.h>
+
+#include "message.h"
+
 int64_t tp_now_ms(void)
 {
     return cp_clock_us(CLOCK_MONOTONIC) / 1000;
@@ -119,4 +123,58 @@ void tp_close(transport_t *tp)
         return;
     tp->ops->close(tp);
     free(tp);
+}
+
+cJSON *tp_json_bytes(const void *p, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *b = p;
+    cJSON *o;
+    char *text;
+
+    if (!b)
+        n = 0;
+    text = malloc(2 * n + 1);
+    if (!text)
+        return NULL;
+    if (msg_utf8_prefix(b, n) == n) {
+        memcpy(text, b ? (const char *)b : "", n);
+        text[n] = '\0';
+        o = cJSON_CreateString(text);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            text[2 * i] = hex[b[i] >> 4];
+            text[2 * i + 1] = hex[b[i] & 15];
+        }
+        text[2 * n] = '\0';
+        o = cJSON_CreateObject();
+        if (o && !cJSON_AddStringToObject(o, "hex", text)) {
+            cJSON_Delete(o);
+            o = NULL;
+        }
+    }
+    free(text);
+    return o;
+}
+
+char *tp_json_key(const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    char *out = malloc(4 * n + 1);
+    size_t o = 0;
+
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < n;) {
+        size_t ok = msg_utf8_prefix(b + i, n - i);
+        memcpy(out + o, b + i, ok);
+        o += ok;
+        i += ok;
+        if (i < n) {
+            o += (size_t)snprintf(out + o, 5, "\\x%02x", b[i]);
+            i++;
+        }
+    }
+    out[o] = '\0';
+    return out;
 }

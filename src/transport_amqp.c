@@ -696,13 +696,9 @@ static void add_field(cJSON *o, const char *name, const amqp_field_value_t *v)
 {
     switch (v->kind) {
     case AMQP_FIELD_KIND_UTF8:
-    case AMQP_FIELD_KIND_BYTES: {
-        char *copy = strndup(v->value.bytes.bytes ? v->value.bytes.bytes : "", v->value.bytes.len);
-        if (copy)
-            cJSON_AddStringToObject(o, name, copy);
-        free(copy);
+    case AMQP_FIELD_KIND_BYTES:
+        cJSON_AddItemToObject(o, name, tp_json_bytes(v->value.bytes.bytes, v->value.bytes.len));
         break;
-    }
     case AMQP_FIELD_KIND_I8:
         cJSON_AddNumberToObject(o, name, v->value.i8);
         break;
@@ -738,18 +734,14 @@ static char *amqp_headers_json(const transport_t *tp, const tp_delivery_t *d)
     if (e->message.properties._flags & AMQP_BASIC_HEADERS_FLAG) {
         const amqp_table_t *t = &e->message.properties.headers;
         for (int i = 0; i < t->num_entries; i++) {
-            char *name = strndup(t->entries[i].key.bytes, t->entries[i].key.len);
+            char *name = tp_json_key(t->entries[i].key.bytes, t->entries[i].key.len);
             if (name)
                 add_field(h, name, &t->entries[i].value);
             free(name);
         }
     }
-    {
-        char *q = strndup(e->routing_key.bytes ? e->routing_key.bytes : "", e->routing_key.len);
-        if (q)
-            cJSON_AddStringToObject(o, "routing_key", q);
-        free(q);
-    }
+    cJSON_AddItemToObject(o, "routing_key",
+                          tp_json_bytes(e->routing_key.bytes, e->routing_key.len));
     cJSON_AddBoolToObject(o, "redelivered", e->redelivered);
     text = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);

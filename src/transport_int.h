@@ -32,6 +32,15 @@ struct transport {
 extern const tp_ops_t tp_kafka_ops;
 extern const tp_ops_t tp_amqp_ops;
 
+/* For the headers JSON of dead letters, which the store takes only as valid
+ * UTF-8 without NUL: bytes that are, as a JSON string; any other bytes, as
+ * {"hex": "..."} (lossless). NULL when out of memory. */
+struct cJSON *tp_json_bytes(const void *p, size_t n);
+
+/* A header name as a JSON key: as is when it is valid UTF-8 without NUL,
+ * otherwise with each offending byte written \xNN. The caller frees it. */
+char *tp_json_key(const void *p, size_t n);
+
 /* Marks every message of msgs[0..n) still PENDING as REFUSED with why. */
 void tp_refuse_pending(tp_msg_t *msgs, size_t n, const char *why);
 

@@ -453,18 +453,16 @@ static char *kafka_headers_json(const transport_t *tp, const tp_delivery_t *d)
         const void *value;
         size_t size;
         for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &value, &size) == 0; i++) {
-            char *copy = strndup(value ? value : "", size);
-            if (copy)
-                cJSON_AddStringToObject(h, name, copy);
-            free(copy);
+            char *key = tp_json_key(name, strlen(name));
+            cJSON *v = value ? tp_json_bytes(value, size) : cJSON_CreateNull();
+            if (key && v && cJSON_AddItemToObject(h, key, v))
+                v = NULL;
+            cJSON_Delete(v);
+            free(key);
         }
     }
-    if (m->key) {
-        char *key = strndup(m->key, m->key_len);
-        if (key)
-            cJSON_AddStringToObject(o, "key", key);
-        free(key);
-    }
+    if (m->key)
+        cJSON_AddItemToObject(o, "key", tp_json_bytes(m->key, m->key_len));
     if (m->rkt)
         cJSON_AddStringToObject(o, "topic", rd_kafka_topic_name(m->rkt));
     cJSON_AddNumberToObject(o, "partition", m->partition);

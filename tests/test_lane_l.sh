@@ -61,6 +61,10 @@ eq "reasons" "$(sql "SELECT string_agg(reason || '=' || n, ',' ORDER BY reason) 
     "bad_signature=10,invalid_quantity=5,malformed_json=10,missing_signature=5,too_large=5,unknown_key_id=10,unsupported_version=5"
 eq "no payment from a bad message" "$(sql "SELECT count(*) FROM payments WHERE payment_id !~ '^$run-'")" 0
 eq "dead letters keep body and headers" "$(sql "SELECT count(*) FROM dead_letters WHERE length(body) > 0 AND headers ? 'headers' AND detail <> ''")" 50
+# A key and a header that are not UTF-8: recorded as hex, the letter kept.
+printf '%s' '{"payment_id":"rawbytes"}' |
+    kcat -P -b "$COUPOND_KAFKA_BROKERS" -t "$run.l" -k $'\xff' -H "signature=k1:"$'\xff' 2>/dev/null
+check "not-UTF-8 key and header dead-lettered" wait_sql "SELECT reason || ' ' || (headers->'key'->>'hex') || ' ' || (headers->'headers'->'signature'->>'hex') FROM dead_letters WHERE body = convert_to('{\"payment_id\":\"rawbytes\"}', 'UTF8')" "malformed_signature ff 6b313aff" 20
 
 # 3. Failed attempts are recorded and left to W.
 printf '%s\n' '{"payment_id":"'$run'-inactive","order_id":2042,"user_id":42,"deal_id":2,"quantity":1,"amount_cents":1500,"currency":"EUR","paid_at":"2026-11-21T10:00:00.000Z"}' \

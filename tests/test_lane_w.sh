@@ -34,6 +34,15 @@ eq "issued by w only" "$(sql "SELECT string_agg(DISTINCT issued_by, ',') FROM co
 eq "none before the delay" "$(sql "SELECT count(*) FROM coupons WHERE issued_at < '$t0'::timestamptz + interval '1 second'")" 0
 echo "W after the delay: $(sql "SELECT round(extract(epoch FROM min(issued_at) - '$t0'::timestamptz)::numeric, 3) || ' s first, ' || round(extract(epoch FROM max(issued_at) - '$t0'::timestamptz)::numeric, 3) || ' s last'  FROM coupons")"
 
+# 1b. A message whose header is not UTF-8 (a forged signature of raw bytes) is a
+# dead letter like any other, its header kept as hex, and W goes on.
+amqp-publish -u "$COUPOND_AMQP_URL" -r "$run.w.work" -p -H "signature: k1:"$'\xff\xfe' \
+    -H $'x-bad\xc3: v' -b '{"payment_id":"rawbytes"}'
+notes 2000 2001 | ctl publish - >/dev/null 2>&1
+check "not-UTF-8 header dead-lettered" wait_sql "SELECT count(*) FROM dead_letters WHERE body = convert_to('{\"payment_id\":\"rawbytes\"}', 'UTF8')" 1 20
+eq "its header kept as hex" "$(sql "SELECT reason, headers->'headers'->'signature'->>'hex' FROM dead_letters WHERE body = convert_to('{\"payment_id\":\"rawbytes\"}', 'UTF8')")" "malformed_signature|6b313afffe"
+check "W goes on" wait_sql "SELECT count(*) FROM payments WHERE state = 'issued'" 2001 20
+
 # 2. A deal inactive for a while, activated before the deadline: W retries, issues.
 notes 3000 3020 2 2 3000 | ctl publish - >/dev/null 2>&1
 sleep 3
