@@ -692,33 +692,74 @@ static int amqp_ack(transport_t *tp, char *err, size_t errlen)
     return 0;
 }
 
-static void add_field(cJSON *o, const char *name, const amqp_field_value_t *v)
+#define FIELD_MAX_DEPTH 8 /* nested tables and arrays shown; deeper ones summarised */
+
+static cJSON *table_json(const amqp_table_t *t, int depth);
+
+/* One header value as JSON, nested tables and arrays included (RabbitMQ's own
+ * x-death header is an array of tables). */
+static cJSON *field_json(const amqp_field_value_t *v, int depth)
 {
     switch (v->kind) {
     case AMQP_FIELD_KIND_UTF8:
     case AMQP_FIELD_KIND_BYTES:
-        cJSON_AddItemToObject(o, name, tp_json_bytes(v->value.bytes.bytes, v->value.bytes.len));
-        break;
-    case AMQP_FIELD_KIND_I8:
-        cJSON_AddNumberToObject(o, name, v->value.i8);
-        break;
-    case AMQP_FIELD_KIND_I16:
-        cJSON_AddNumberToObject(o, name, v->value.i16);
-        break;
-    case AMQP_FIELD_KIND_I32:
-        cJSON_AddNumberToObject(o, name, v->value.i32);
-        break;
-    case AMQP_FIELD_KIND_I64:
-    case AMQP_FIELD_KIND_TIMESTAMP:
-        cJSON_AddNumberToObject(o, name, (double)v->value.i64);
-        break;
+        return tp_json_bytes(v->value.bytes.bytes, v->value.bytes.len);
     case AMQP_FIELD_KIND_BOOLEAN:
-        cJSON_AddBoolToObject(o, name, v->value.boolean);
-        break;
-    default:
-        cJSON_AddStringToObject(o, name, "(unsupported header type)");
-        break;
+        return cJSON_CreateBool(v->value.boolean);
+    case AMQP_FIELD_KIND_I8:
+        return cJSON_CreateNumber(v->value.i8);
+    case AMQP_FIELD_KIND_U8:
+        return cJSON_CreateNumber(v->value.u8);
+    case AMQP_FIELD_KIND_I16:
+        return cJSON_CreateNumber(v->value.i16);
+    case AMQP_FIELD_KIND_U16:
+        return cJSON_CreateNumber(v->value.u16);
+    case AMQP_FIELD_KIND_I32:
+        return cJSON_CreateNumber(v->value.i32);
+    case AMQP_FIELD_KIND_U32:
+        return cJSON_CreateNumber(v->value.u32);
+    case AMQP_FIELD_KIND_I64:
+        return cJSON_CreateNumber((double)v->value.i64);
+    case AMQP_FIELD_KIND_U64:
+    case AMQP_FIELD_KIND_TIMESTAMP:
+        return cJSON_CreateNumber((double)v->value.u64);
+    case AMQP_FIELD_KIND_F32:
+        return cJSON_CreateNumber(v->value.f32);
+    case AMQP_FIELD_KIND_F64:
+        return cJSON_CreateNumber(v->value.f64);
+    case AMQP_FIELD_KIND_VOID:
+        return cJSON_CreateNull();
+    case AMQP_FIELD_KIND_TABLE:
+        if (depth >= FIELD_MAX_DEPTH)
+            return cJSON_CreateString("(nested too deep)");
+        return table_json(&v->value.table, depth + 1);
+    case AMQP_FIELD_KIND_ARRAY: {
+        cJSON *a;
+        if (depth >= FIELD_MAX_DEPTH)
+            return cJSON_CreateString("(nested too deep)");
+        if (!(a = cJSON_CreateArray()))
+            return NULL;
+        for (int i = 0; i < v->value.array.num_entries; i++)
+            cJSON_AddItemToArray(a, field_json(&v->value.array.entries[i], depth + 1));
+        return a;
     }
+    default:
+        return cJSON_CreateString("(unsupported header type)");
+    }
+}
+
+static cJSON *table_json(const amqp_table_t *t, int depth)
+{
+    cJSON *o = cJSON_CreateObject();
+    for (int i = 0; o && i < t->num_entries; i++) {
+        char *name = tp_json_key(t->entries[i].key.bytes, t->entries[i].key.len);
+        cJSON *v = field_json(&t->entries[i].value, depth);
+        if (name && v && cJSON_AddItemToObject(o, name, v))
+            v = NULL;
+        cJSON_Delete(v);
+        free(name);
+    }
+    return o;
 }
 
 static char *amqp_headers_json(const transport_t *tp, const tp_delivery_t *d)
@@ -730,16 +771,10 @@ static char *amqp_headers_json(const transport_t *tp, const tp_delivery_t *d)
 
     if (!o)
         return NULL;
-    h = cJSON_AddObjectToObject(o, "headers");
-    if (e->message.properties._flags & AMQP_BASIC_HEADERS_FLAG) {
-        const amqp_table_t *t = &e->message.properties.headers;
-        for (int i = 0; i < t->num_entries; i++) {
-            char *name = tp_json_key(t->entries[i].key.bytes, t->entries[i].key.len);
-            if (name)
-                add_field(h, name, &t->entries[i].value);
-            free(name);
-        }
-    }
+    h = e->message.properties._flags & AMQP_BASIC_HEADERS_FLAG
+            ? table_json(&e->message.properties.headers, 0)
+            : cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "headers", h);
     cJSON_AddItemToObject(o, "routing_key",
                           tp_json_bytes(e->routing_key.bytes, e->routing_key.len));
     cJSON_AddBoolToObject(o, "redelivered", e->redelivered);

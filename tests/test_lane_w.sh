@@ -42,6 +42,10 @@ notes 2000 2001 | ctl publish - >/dev/null 2>&1
 check "not-UTF-8 header dead-lettered" wait_sql "SELECT count(*) FROM dead_letters WHERE body = convert_to('{\"payment_id\":\"rawbytes\"}', 'UTF8')" 1 20
 eq "its header kept as hex" "$(sql "SELECT reason, headers->'headers'->'signature'->>'hex' FROM dead_letters WHERE body = convert_to('{\"payment_id\":\"rawbytes\"}', 'UTF8')")" "malformed_signature|6b313afffe"
 check "W goes on" wait_sql "SELECT count(*) FROM payments WHERE state = 'issued'" 2001 20
+# One that came through the delay queue carries RabbitMQ's x-death, an array
+# of tables, kept whole.
+amqp-publish -u "$COUPOND_AMQP_URL" -r "$run.w.delay" -p -b '{"payment_id":"viadelay"}'
+check "x-death kept" wait_sql "SELECT reason || ' ' || (headers->'headers'->'x-death'->0->>'queue') || ' ' || (headers->'headers'->'x-death'->0->>'reason') FROM dead_letters WHERE body = convert_to('{\"payment_id\":\"viadelay\"}', 'UTF8')" "missing_signature $run.w.delay expired" 20
 
 # 2. A deal inactive for a while, activated before the deadline: W retries, issues.
 notes 3000 3020 2 2 3000 | ctl publish - >/dev/null 2>&1
