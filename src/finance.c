@@ -162,11 +162,7 @@ int fin_refund_hash(const fin_refund_t *r, char out[65])
         !put(ctx, r->prev_hash, strlen(r->prev_hash)) ||
         EVP_DigestFinal_ex(ctx, digest, &len) != 1 || len != 32)
         return -1;
-    for (unsigned int i = 0; i < len; i++) {
-        out[2 * i] = "0123456789abcdef"[digest[i] >> 4];
-        out[2 * i + 1] = "0123456789abcdef"[digest[i] & 15];
-    }
-    out[64] = '\0';
+    cp_hex(digest, len, out);
     return 0;
 }
 

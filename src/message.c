@@ -432,23 +432,30 @@ enum {
     FLD_COUNT
 };
 
-static const char *const field_names[FLD_COUNT] = {
-    [FLD_V] = "v",
-    [FLD_PAYMENT_ID] = "payment_id",
-    [FLD_ORDER_ID] = "order_id",
-    [FLD_USER_ID] = "user_id",
-    [FLD_DEAL_ID] = "deal_id",
-    [FLD_QUANTITY] = "quantity",
-    [FLD_AMOUNT] = "amount_cents",
-    [FLD_CURRENCY] = "currency",
-    [FLD_PAID_AT] = "paid_at",
+#define FIELD_NAME(s)                                                                              \
+    {                                                                                              \
+        s, sizeof(s) - 1                                                                           \
+    }
+static const struct {
+    const char *s;
+    size_t n;
+} field_names[FLD_COUNT] = {
+    [FLD_V] = FIELD_NAME("v"),
+    [FLD_PAYMENT_ID] = FIELD_NAME("payment_id"),
+    [FLD_ORDER_ID] = FIELD_NAME("order_id"),
+    [FLD_USER_ID] = FIELD_NAME("user_id"),
+    [FLD_DEAL_ID] = FIELD_NAME("deal_id"),
+    [FLD_QUANTITY] = FIELD_NAME("quantity"),
+    [FLD_AMOUNT] = FIELD_NAME("amount_cents"),
+    [FLD_CURRENCY] = FIELD_NAME("currency"),
+    [FLD_PAID_AT] = FIELD_NAME("paid_at"),
 };
 
 /* The known fields of an object jansson decoded. */
 static void fields_from_json(const json_t *root, field_t *f)
 {
     for (int k = 0; k < FLD_COUNT; k++) {
-        const json_t *v = json_object_get(root, field_names[k]);
+        const json_t *v = json_object_get(root, field_names[k].s);
 
         f[k] = (field_t){.json = v};
         if (!v) {
@@ -550,7 +557,7 @@ static msg_status_t get_int(const field_t *f, int k, int64_t min, int64_t max, c
                             msg_status_t st, int64_t *out, char *detail, size_t detlen)
 {
     const field_t *v = &f[k];
-    const char *name = field_names[k];
+    const char *name = field_names[k].s;
     char got[QUOTE_MAX * 4 + 32];
 
     if (v->kind == F_MISSING)
@@ -770,7 +777,7 @@ static size_t plain_string(const unsigned char *p, size_t n, size_t i)
 static int field_index(const unsigned char *key, size_t n)
 {
     for (int k = 0; k < FLD_COUNT; k++) {
-        if (strlen(field_names[k]) == n && memcmp(field_names[k], key, n) == 0)
+        if (field_names[k].n == n && memcmp(field_names[k].s, key, n) == 0)
             return k;
     }
     return -1;
@@ -779,13 +786,9 @@ static int field_index(const unsigned char *key, size_t n)
 /* Length of the literal true, false or null at p, or 0. */
 static size_t literal_length(const unsigned char *p, size_t n)
 {
-    static const char *const lits[] = {"true", "false", "null"};
-    for (size_t k = 0; k < sizeof lits / sizeof lits[0]; k++) {
-        size_t l = strlen(lits[k]);
-        if (n >= l && memcmp(p, lits[k], l) == 0)
-            return l;
-    }
-    return 0;
+    if (n >= 4 && (memcmp(p, "true", 4) == 0 || memcmp(p, "null", 4) == 0))
+        return 4;
+    return n >= 5 && memcmp(p, "false", 5) == 0 ? 5 : 0;
 }
 
 static bool fast_fields(const unsigned char *p, size_t n, field_t *f)

@@ -123,7 +123,6 @@ void sig_thread_cleanup(void)
 
 int sig_sign(const sig_key_t *key, const void *body, size_t len, char *out, size_t outlen)
 {
-    static const char hex[] = "0123456789abcdef";
     unsigned char mac[SIG_MAC_LEN];
     size_t idlen, o;
 
@@ -135,11 +134,7 @@ int sig_sign(const sig_key_t *key, const void *body, size_t len, char *out, size
     memcpy(out, key->id, idlen);
     o = idlen;
     out[o++] = ':';
-    for (size_t i = 0; i < SIG_MAC_LEN; i++) {
-        out[o++] = hex[mac[i] >> 4];
-        out[o++] = hex[mac[i] & 15];
-    }
-    out[o] = '\0';
+    cp_hex(mac, SIG_MAC_LEN, out + o);
     OPENSSL_cleanse(mac, sizeof mac);
     return 0;
 }

@@ -1497,8 +1497,6 @@ store_rc_t store_outbox_sent(store_t *st, const int64_t *ids, size_t n, char *er
 store_rc_t store_dead_letter(store_t *st, const store_letter_t *dl, int64_t *id, int *seen,
                              char *err, size_t errlen)
 {
-    static const char hex[] = "0123456789abcdef";
-    const unsigned char *b = dl->body;
     size_t len = dl->len > STORE_LETTER_MAX ? STORE_LETTER_MAX : dl->len;
     char *body_hex = malloc(len * 2 + 1);
     PGresult *r;
@@ -1509,11 +1507,7 @@ store_rc_t store_dead_letter(store_t *st, const store_letter_t *dl, int64_t *id,
         return STORE_E_INVALID;
     }
     /* Hex keeps arbitrary bytes (NULs included) intact through a text parameter. */
-    for (size_t i = 0; i < len; i++) {
-        body_hex[2 * i] = hex[b[i] >> 4];
-        body_hex[2 * i + 1] = hex[b[i] & 15];
-    }
-    body_hex[len * 2] = '\0';
+    cp_hex(dl->body, len, body_hex);
     const char *params[5] = {dl->lane, dl->reason, dl->detail ? dl->detail : "",
                              dl->headers_json ? dl->headers_json : "{}", body_hex};
     rc = run(st, STMT_DEAD_LETTER, params, "dead letter", &r, err, errlen);

@@ -127,7 +127,6 @@ void tp_close(transport_t *tp)
 
 cJSON *tp_json_bytes(const void *p, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
     const unsigned char *b = p;
     cJSON *o;
     char *text;
@@ -142,11 +141,7 @@ cJSON *tp_json_bytes(const void *p, size_t n)
         text[n] = '\0';
         o = cJSON_CreateString(text);
     } else {
-        for (size_t i = 0; i < n; i++) {
-            text[2 * i] = hex[b[i] >> 4];
-            text[2 * i + 1] = hex[b[i] & 15];
-        }
-        text[2 * n] = '\0';
+        cp_hex(b, n, text);
         o = cJSON_CreateObject();
         if (o && !cJSON_AddStringToObject(o, "hex", text)) {
             cJSON_Delete(o);
@@ -177,4 +172,13 @@ char *tp_json_key(const void *p, size_t n)
     }
     out[o] = '\0';
     return out;
+}
+
+void tp_json_add(cJSON *o, const void *name, size_t n, cJSON *v)
+{
+    char *key = tp_json_key(name, n);
+    if (key && v && cJSON_AddItemToObject(o, key, v))
+        v = NULL;
+    cJSON_Delete(v);
+    free(key);
 }

@@ -751,14 +751,9 @@ static cJSON *field_json(const amqp_field_value_t *v, int depth)
 static cJSON *table_json(const amqp_table_t *t, int depth)
 {
     cJSON *o = cJSON_CreateObject();
-    for (int i = 0; o && i < t->num_entries; i++) {
-        char *name = tp_json_key(t->entries[i].key.bytes, t->entries[i].key.len);
-        cJSON *v = field_json(&t->entries[i].value, depth);
-        if (name && v && cJSON_AddItemToObject(o, name, v))
-            v = NULL;
-        cJSON_Delete(v);
-        free(name);
-    }
+    for (int i = 0; o && i < t->num_entries; i++)
+        tp_json_add(o, t->entries[i].key.bytes, t->entries[i].key.len,
+                    field_json(&t->entries[i].value, depth));
     return o;
 }
 

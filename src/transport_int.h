@@ -41,6 +41,10 @@ struct cJSON *tp_json_bytes(const void *p, size_t n);
  * otherwise with each offending byte written \xNN. The caller frees it. */
 char *tp_json_key(const void *p, size_t n);
 
+/* Adds v to the object o under the header name name[0..n) (tp_json_key);
+ * takes v, also when it cannot be added. */
+void tp_json_add(struct cJSON *o, const void *name, size_t n, struct cJSON *v);
+
 /* Marks every message of msgs[0..n) still PENDING as REFUSED with why. */
 void tp_refuse_pending(tp_msg_t *msgs, size_t n, const char *why);
 

@@ -453,12 +453,8 @@ static char *kafka_headers_json(const transport_t *tp, const tp_delivery_t *d)
         const void *value;
         size_t size;
         for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &value, &size) == 0; i++) {
-            char *key = tp_json_key(name, strlen(name));
-            cJSON *v = value ? tp_json_bytes(value, size) : cJSON_CreateNull();
-            if (key && v && cJSON_AddItemToObject(h, key, v))
-                v = NULL;
-            cJSON_Delete(v);
-            free(key);
+            tp_json_add(h, name, strlen(name),
+                        value ? tp_json_bytes(value, size) : cJSON_CreateNull());
         }
     }
     if (m->key)
