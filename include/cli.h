@@ -28,4 +28,9 @@ void cli_free(cli_common_t *cli);
  * store.conninfo, CP_EXIT_UNAVAIL when the server cannot be reached. */
 int cli_store_open(const char *prog, const cfg_t *cfg, store_t **st) CP_MUSTCHECK;
 
+/* After getopt refused one of couponctl command cmd's options ("dlq
+ * replay"; getopt said why): names the usage to read, on stderr. Returns
+ * CP_EXIT_USAGE. */
+int cli_option_error(const char *cmd);
+
 #endif

@@ -1,5 +1,5 @@
 /* dlq.h: the operators' dead-letter commands (couponctl dlq list, show,
- * replay, resolve, audit) and the pieces they are made of.
+ * replay, resolve, audit, purge) and the pieces they are made of.
  *
  * A replay re-validates a letter with the current code and configuration and
  * sends a valid one down the W lane's path: past its deadline it is refunded;
@@ -38,7 +38,7 @@ const char *dlq_result_name(dlq_result_t r);
 /* True for results that count as replayed fine (exit code 0). */
 bool dlq_result_ok(dlq_result_t r);
 
-/* The commands. argv[0] is the command's last word ("list"), its options and
+/* The commands. argv[0] names the command (for getopt), its options and
  * arguments follow; json is couponctl's global --json (each command also
  * takes --json itself). cfg must be loaded. Each returns the process exit
  * code: 0 success; 1 some letters stayed invalid, were refused or failed (or
@@ -50,6 +50,10 @@ int dlq_cmd_show(const cfg_t *cfg, bool json, int argc, char **argv);
 int dlq_cmd_replay(const cfg_t *cfg, bool json, int argc, char **argv);
 int dlq_cmd_resolve(const cfg_t *cfg, bool json, int argc, char **argv);
 int dlq_cmd_audit(const cfg_t *cfg, bool json, int argc, char **argv);
+/* dlq purge --resolved --older-than DURATION [--dry-run]: retention. Deletes
+ * the letters resolved longer ago than DURATION, never an open one, each
+ * recorded in the audit trail (which keeps its rows of purged letters). */
+int dlq_cmd_purge(const cfg_t *cfg, bool json, int argc, char **argv);
 
 /* ---- pieces, exposed for tests ----------------------------------------- */
 

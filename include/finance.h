@@ -20,6 +20,9 @@
  * export's --output FILE), summaries, progress and diagnostics to stderr. */
 int fin_cmd_export(const cfg_t *cfg, bool json, int argc, char **argv);
 int fin_cmd_verify(const cfg_t *cfg, bool json, int argc, char **argv);
+/* refunds summary [--from T] [--to T] [--by day|reason|currency]: the rows
+ * export would write, counted and summed per currency and group. */
+int fin_cmd_summary(const cfg_t *cfg, bool json, int argc, char **argv);
 int fin_cmd_reconcile(const cfg_t *cfg, bool json, int argc, char **argv);
 
 /* ---- pieces, exposed for tests ----------------------------------------- */

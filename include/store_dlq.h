@@ -108,4 +108,24 @@ store_rc_t store_dl_audit(store_t *st, int64_t letter_id, const char *since, lon
                           store_dl_audit_t **out, size_t *n, char *err, size_t errlen) CP_MUSTCHECK;
 void store_dl_audit_free(store_dl_audit_t *rows, size_t n);
 
+/* One letter a purge removed (or, in a dry run, would remove). */
+typedef struct store_dl_purged {
+    int64_t id;
+    char reason[48];
+    char resolved_at[32];
+    char resolution[16];
+    char resolved_by[64]; /* truncated */
+} store_dl_purged_t;
+
+/* Retention (SQL coupond_dlq_purge, migration 005): deletes the letters
+ * resolved more than older_than_s seconds ago, never an open one, and
+ * records one "purge" row per letter in the audit trail (dlq_actions keeps
+ * its rows of purged letters), in one transaction. dry_run: deletes and
+ * records nothing, answers what would go. *out (free() it) gets the *n
+ * letters, lowest id first. Returns STORE_OK, STORE_E_INVALID (negative
+ * older_than_s, empty os_user) or an error (nothing purged). */
+store_rc_t store_dl_purge(store_t *st, int64_t older_than_s, const char *os_user, const char *host,
+                          bool dry_run, store_dl_purged_t **out, size_t *n, char *err,
+                          size_t errlen) CP_MUSTCHECK;
+
 #endif

@@ -57,3 +57,9 @@ int cli_store_open(const char *prog, const cfg_t *cfg, store_t **st)
     }
     return CP_EXIT_OK;
 }
+
+int cli_option_error(const char *cmd)
+{
+    fprintf(stderr, "couponctl: %s: see 'couponctl %s --help' for its usage\n", cmd, cmd);
+    return CP_EXIT_USAGE;
+}

@@ -14,6 +14,7 @@
 #include "dlq.h"
 #include "finance.h"
 #include "log.h"
+#include "ops.h"
 #include "publish.h"
 #include "signature.h"
 #include "store.h"
@@ -25,7 +26,7 @@ typedef struct ctl {
     bool json;
 } ctl_t;
 
-/* A command's run() gets argv[0] = the command's last word, then its own
+/* A command's run() gets argv[0] = "couponctl NAME", then its own
  * arguments, so it can use getopt. */
 typedef struct ctl_cmd {
     const char *name; /* "db migrate" */
@@ -33,6 +34,9 @@ typedef struct ctl_cmd {
     const char *help;
     int (*run)(ctl_t *ctl, int argc, char **argv);
 } ctl_cmd_t;
+
+/* The command being run, for the usage it names ("dlq replay"). */
+static const char *running = "";
 
 static int usage_error(const char *fmt, ...) CP_PRINTF(1, 2);
 static int usage_error(const char *fmt, ...)
@@ -42,7 +46,7 @@ static int usage_error(const char *fmt, ...)
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, " (see couponctl --help)\n");
+    fprintf(stderr, " (see 'couponctl %s --help')\n", running);
     return CP_EXIT_USAGE;
 }
 
@@ -131,7 +135,7 @@ static int cmd_deal_set(ctl_t *ctl, int argc, char **argv)
             active = false;
             break;
         default:
-            return CP_EXIT_USAGE;
+            return cli_option_error("deal set");
         }
     }
     if (optind + 1 != argc)
@@ -349,6 +353,23 @@ DLQ_COMMAND(show)
 DLQ_COMMAND(replay)
 DLQ_COMMAND(resolve)
 DLQ_COMMAND(audit)
+DLQ_COMMAND(purge)
+
+/* Deals and orders live in src/ops.c. */
+static int cmd_deal_list(ctl_t *ctl, int argc, char **argv)
+{
+    return ops_cmd_deal_list(&ctl->cfg, ctl->json, argc, argv);
+}
+
+static int cmd_deal_show(ctl_t *ctl, int argc, char **argv)
+{
+    return ops_cmd_deal_show(&ctl->cfg, ctl->json, argc, argv);
+}
+
+static int cmd_order_refund(ctl_t *ctl, int argc, char **argv)
+{
+    return ops_cmd_order_refund(&ctl->cfg, ctl->json, argc, argv);
+}
 
 /* Finance's commands live in src/finance.c. */
 static int cmd_refunds_export(ctl_t *ctl, int argc, char **argv)
@@ -361,6 +382,11 @@ static int cmd_refunds_verify(ctl_t *ctl, int argc, char **argv)
     return fin_cmd_verify(&ctl->cfg, ctl->json, argc, argv);
 }
 
+static int cmd_refunds_summary(ctl_t *ctl, int argc, char **argv)
+{
+    return fin_cmd_summary(&ctl->cfg, ctl->json, argc, argv);
+}
+
 static int cmd_reconcile(ctl_t *ctl, int argc, char **argv)
 {
     return fin_cmd_reconcile(&ctl->cfg, ctl->json, argc, argv);
@@ -370,10 +396,17 @@ static const ctl_cmd_t commands[] = {
     {"db migrate", "", "apply the store's schema migrations (idempotent)", cmd_db_migrate},
     {"deal set", "DEAL_ID --price-cents N --currency XXX [--active|--inactive]",
      "create or update a deal", cmd_deal_set},
+    {"deal list", "[--json]", "list the deals: price, currency, active or not", cmd_deal_list},
+    {"deal show", "DEAL_ID [--json]",
+     "show one deal and its orders: pending, issued, refunded; coupons issued", cmd_deal_show},
     {"publish", "[FILE|-]",
      "validate, sign and fan out JSON-lines notifications to both lanes; one result line each",
      cmd_publish},
     {"status", "ORDER_ID", "show one order: payment, state, attempts, coupons, refund", cmd_status},
+    {"order refund", "ORDER_ID --note TEXT [--json]",
+     "refund a pending order now (reason operator, recorded with your OS user and the note);\n"
+     "      exit 1 when it is already issued or refunded",
+     cmd_order_refund},
     {"config get", "PATH", "print one setting's effective value (secrets masked)", cmd_config_get},
     {"dlq list", "[--reason CODE] [--lane l|w] [--since T] [--unresolved] [--limit N]",
      "list dead letters: reason, lanes, sightings, replays, state (default --limit 100)",
@@ -392,6 +425,10 @@ static const ctl_cmd_t commands[] = {
     {"dlq audit", "[--letter ID] [--since T] [--limit N]",
      "the audit trail of replays and resolves: who, when, which letter, what happened",
      cmd_dlq_audit},
+    {"dlq purge", "--resolved --older-than DURATION [--dry-run] [--json]",
+     "delete letters resolved longer ago than DURATION (90s, 15m, 2h, 7d); open letters are\n"
+     "      never purged; each purge is recorded in the audit trail",
+     cmd_dlq_purge},
     {"refunds export", "[--from T] [--to T] [--format csv|json] [--output FILE]",
      "the refund log for finance, by seq: CSV (RFC 4180, header row) or JSON lines;\n"
      "      totals per currency on stderr",
@@ -399,11 +436,23 @@ static const ctl_cmd_t commands[] = {
     {"refunds verify", "[--from-seq N]",
      "recompute the refund log's hash chain; name the first row that breaks it (exit 1)",
      cmd_refunds_verify},
+    {"refunds summary", "[--from T] [--to T] [--by day|reason|currency] [--json]",
+     "the refunds of the export's stream counted and summed per currency, by day, reason or\n"
+     "      currency (default)",
+     cmd_refunds_summary},
     {"reconcile", "[--since T] [--published FILE]",
      "check every order's outcome (invariants 1, 2, and 3 with --published); exit 1 on any\n"
      "      violation",
      cmd_reconcile},
 };
+
+static const char global_options[] =
+    "  --config FILE    configuration file (default: $COUPOND_CONFIG)\n"
+    "  --set PATH=VALUE override one setting (repeatable)\n"
+    "  --json           machine-readable output where a command supports it\n"
+    "  -h, --help       this usage; after a command, that command's usage\n";
+static const char exit_codes[] = "\nexit codes: 0 ok, 1 failures found or caused, 2 usage or "
+                                 "configuration error, 3 dependency unavailable\n";
 
 static void usage(FILE *out)
 {
@@ -411,11 +460,56 @@ static void usage(FILE *out)
                  "commands:\n");
     for (size_t i = 0; i < CP_ARRAY_SIZE(commands); i++)
         fprintf(out, "  %s %s\n      %s\n", commands[i].name, commands[i].args, commands[i].help);
-    fprintf(out, "\n  --config FILE    configuration file (default: $COUPOND_CONFIG)\n"
-                 "  --set PATH=VALUE override one setting (repeatable)\n"
-                 "  --json           machine-readable output where a command supports it\n"
-                 "\nexit codes: 0 ok, 1 failures found or caused, 2 usage or configuration "
-                 "error, 3 dependency unavailable\n");
+    fprintf(out, "\n%s%s", global_options, exit_codes);
+}
+
+/* One command's usage. */
+static void command_usage(FILE *out, const ctl_cmd_t *cmd)
+{
+    fprintf(out, "usage: couponctl [--config FILE] [--set PATH=VALUE]... %s %s\n\n      %s\n\n",
+            cmd->name, cmd->args, cmd->help);
+    fprintf(out, "%s%s", global_options, exit_codes);
+    fprintf(out, "(man couponctl has the details)\n");
+}
+
+/* True when word is the first word of multi-word commands ("dlq"). */
+static bool is_group(const char *word)
+{
+    size_t len = strlen(word);
+    for (size_t i = 0; i < CP_ARRAY_SIZE(commands); i++)
+        if (strncmp(commands[i].name, word, len) == 0 && commands[i].name[len] == ' ')
+            return true;
+    return false;
+}
+
+/* The usage of a group: its commands. */
+static void group_usage(FILE *out, const char *group)
+{
+    size_t len = strlen(group);
+    fprintf(out,
+            "usage: couponctl [--config FILE] [--set PATH=VALUE]... %s COMMAND ...\n\n"
+            "commands:\n",
+            group);
+    for (size_t i = 0; i < CP_ARRAY_SIZE(commands); i++)
+        if (strncmp(commands[i].name, group, len) == 0 && commands[i].name[len] == ' ')
+            fprintf(out, "  %s %s\n      %s\n", commands[i].name, commands[i].args,
+                    commands[i].help);
+    fprintf(out, "\n'couponctl %s COMMAND --help' shows one command's usage.\n", group);
+}
+
+static bool is_help(const char *arg)
+{
+    return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0;
+}
+
+/* True when a command's arguments ask for its help: --help or -h before
+ * any "--". */
+static bool wants_help(int argc, char **argv)
+{
+    for (int i = 0; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (is_help(argv[i]))
+            return true;
+    return false;
 }
 
 /* Matches argv against a command's words ("db migrate" takes two). */
@@ -437,6 +531,30 @@ static const ctl_cmd_t *find_command(int argc, char **argv, int *words)
     return NULL;
 }
 
+/* No command matched argv[0..argc): a group's help, or the usage error that
+ * names what to read. Returns the exit code. */
+static int no_command(int argc, char **argv)
+{
+    if (argc == 0) {
+        usage(stderr);
+        return CP_EXIT_USAGE;
+    }
+    if (is_group(argv[0])) {
+        if (argc >= 2 && is_help(argv[1])) {
+            group_usage(stdout, argv[0]);
+            return CP_EXIT_OK;
+        }
+        if (argc == 1)
+            fprintf(stderr, "couponctl: %s: which command?\n", argv[0]);
+        else
+            fprintf(stderr, "couponctl: unknown command '%s %s'\n", argv[0], argv[1]);
+        group_usage(stderr, argv[0]);
+        return CP_EXIT_USAGE;
+    }
+    fprintf(stderr, "couponctl: unknown command '%s' (see couponctl --help)\n", argv[0]);
+    return CP_EXIT_USAGE;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -448,6 +566,7 @@ int main(int argc, char **argv)
     };
     ctl_t ctl = {.cli = {.prog = "couponctl"}};
     const ctl_cmd_t *cmd;
+    char *cmd_argv0;
     int c, words = 0, rc;
 
     /* "+": stop at the command, whose own options are parsed by it. */
@@ -475,19 +594,29 @@ int main(int argc, char **argv)
     }
     cmd = find_command(argc - optind, argv + optind, &words);
     if (!cmd) {
-        if (optind < argc)
-            fprintf(stderr, "couponctl: unknown command '%s'\n", argv[optind]);
-        usage(stderr);
         cli_free(&ctl.cli);
-        return CP_EXIT_USAGE;
+        return no_command(argc - optind, argv + optind);
     }
+    /* Help needs no configuration. */
+    if (wants_help(argc - optind - words, argv + optind + words)) {
+        command_usage(stdout, cmd);
+        cli_free(&ctl.cli);
+        return CP_EXIT_OK;
+    }
+    running = cmd->name;
     rc = cli_load(&ctl.cli, &ctl.cfg, "ctl");
     cli_free(&ctl.cli);
     if (rc != CP_EXIT_OK)
         return rc;
-    /* A command gets argv[0] = its last word and its arguments after it, the
-     * shape getopt expects. */
+    /* A command gets argv[0] = its name and its arguments after it, the
+     * shape getopt expects; getopt's messages then name the command. */
+    if (asprintf(&cmd_argv0, "couponctl %s", cmd->name) < 0) {
+        cfg_free(&ctl.cfg);
+        return CP_EXIT_FAILURE;
+    }
+    argv[optind + words - 1] = cmd_argv0;
     rc = cmd->run(&ctl, argc - optind - words + 1, argv + optind + words - 1);
+    free(cmd_argv0);
     cfg_free(&ctl.cfg);
     sig_thread_cleanup();
     return rc;

@@ -97,7 +97,7 @@ static int usage(const char *cmd, const char *fmt, ...)
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, " (see couponctl --help)\n");
+    fprintf(stderr, " (see 'couponctl dlq %s --help')\n", cmd);
     return CP_EXIT_USAGE;
 }
 
@@ -149,6 +149,8 @@ enum {
     OPT_NOTE,
     OPT_RAW,
     OPT_LETTER,
+    OPT_RESOLVED,
+    OPT_OLDER_THAN,
 };
 
 // clang-format off
@@ -373,7 +375,9 @@ int dlq_cmd_list(const cfg_t *cfg, bool json, int argc, char **argv)
 
     optind = 0;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (c == '?' || (ret = selection_option("list", &s, c, optarg)) != 0)
+        if (c == '?')
+            return cli_option_error("dlq list");
+        if ((ret = selection_option("list", &s, c, optarg)) != 0)
             return CP_EXIT_USAGE;
     }
     if (optind != argc)
@@ -559,7 +563,7 @@ int dlq_cmd_show(const cfg_t *cfg, bool json, int argc, char **argv)
         else if (c == OPT_RAW)
             raw = true;
         else
-            return CP_EXIT_USAGE;
+            return cli_option_error("dlq show");
     }
     if (optind + 1 != argc || parse_id(argv[optind], &id) != 0)
         return usage("show", "needs one letter ID (an integer > 0)");
@@ -974,7 +978,9 @@ static int replay_options(const cfg_t *cfg, int argc, char **argv, selection_t *
                              optarg);
             break;
         default:
-            if (c == '?' || (ret = selection_option("replay", s, c, optarg)) != 0)
+            if (c == '?')
+                return cli_option_error("dlq replay");
+            if ((ret = selection_option("replay", s, c, optarg)) != 0)
                 return CP_EXIT_USAGE;
         }
     }
@@ -1186,7 +1192,7 @@ int dlq_cmd_resolve(const cfg_t *cfg, bool json, int argc, char **argv)
         else if (c == OPT_JSON)
             s.json = true;
         else
-            return CP_EXIT_USAGE;
+            return cli_option_error("dlq resolve");
     }
     if (!text || !text[strspn(text, " \t")])
         return usage("resolve", "needs --note TEXT: say why the letters are closed unreplayed");
@@ -1323,7 +1329,7 @@ int dlq_cmd_audit(const cfg_t *cfg, bool json, int argc, char **argv)
             json = true;
             break;
         default:
-            return CP_EXIT_USAGE;
+            return cli_option_error("dlq audit");
         }
     }
     if (optind != argc)
@@ -1341,5 +1347,103 @@ int dlq_cmd_audit(const cfg_t *cfg, bool json, int argc, char **argv)
         fprintf(stderr, "dlq audit: no actions recorded%s\n",
                 letter || since_p ? " that match" : "");
     store_dl_audit_free(rows, n);
+    return CP_EXIT_OK;
+}
+
+/* ---- dlq purge ----------------------------------------------------------- */
+
+int dlq_cmd_purge(const cfg_t *cfg, bool json, int argc, char **argv)
+{
+    static const struct option opts[] = {{"resolved", no_argument, NULL, OPT_RESOLVED},
+                                         {"older-than", required_argument, NULL, OPT_OLDER_THAN},
+                                         {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+                                         {"json", no_argument, NULL, OPT_JSON},
+                                         {NULL, 0, NULL, 0}};
+    static const char *const head[] = {"ID", "REASON", "RESOLVED", "BY", "RESOLUTION"};
+    char err[CP_ERRLEN], user[64], host[256] = "";
+    bool resolved = false, dry = false;
+    const char *older = NULL;
+    int64_t now_us = cp_clock_us(CLOCK_REALTIME), before_us = 0;
+    store_dl_purged_t *rows = NULL;
+    disp_table_t t = {.ncols = CP_ARRAY_SIZE(head), .head = head};
+    size_t n = 0;
+    store_t *st = NULL;
+    store_rc_t rc;
+    int c, ret;
+
+    optind = 0;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_RESOLVED:
+            resolved = true;
+            break;
+        case OPT_OLDER_THAN:
+            older = optarg;
+            break;
+        case OPT_DRY_RUN:
+            dry = true;
+            break;
+        case OPT_JSON:
+            json = true;
+            break;
+        default:
+            return cli_option_error("dlq purge");
+        }
+    }
+    if (optind != argc)
+        return usage("purge", "takes no arguments, only options");
+    /* Said out loud: only resolved letters go, whatever else may come. */
+    if (!resolved)
+        return usage("purge", "needs --resolved (only resolved letters are ever purged)");
+    if (!older)
+        return usage("purge", "needs --older-than DURATION (90s, 15m, 2h, 7d)");
+    if (disp_parse_since(older, now_us, &before_us) != 0 || before_us > now_us)
+        return usage("purge",
+                     "--older-than: expected a duration (90s, 15m, 2h, 7d) or a past time "
+                     "(2026-11-21), got \"%s\"",
+                     older);
+    if ((ret = cli_store_open("couponctl", cfg, &st)) != 0)
+        return ret;
+    os_user(user, sizeof user);
+    if (gethostname(host, sizeof host) != 0)
+        host[0] = '\0';
+    host[sizeof host - 1] = '\0';
+    rc = store_dl_purge(st, (now_us - before_us) / 1000000, user, host, dry, &rows, &n, err,
+                        sizeof err);
+    store_close(st);
+    if (rc != STORE_OK) {
+        fprintf(stderr, "couponctl: dlq purge: %s\n", err);
+        return store_exit(rc);
+    }
+    for (size_t i = 0; i < n; i++) {
+        char id[24];
+        snprintf(id, sizeof id, "%" PRId64, rows[i].id);
+        if (json) {
+            cJSON *o = cJSON_CreateObject();
+            if (o) {
+                cJSON_AddNumberToObject(o, "id", (double)rows[i].id);
+                cJSON_AddStringToObject(o, "reason", rows[i].reason);
+                cJSON_AddStringToObject(o, "resolved_at", rows[i].resolved_at);
+                cJSON_AddStringToObject(o, "resolved_by", rows[i].resolved_by);
+                cJSON_AddStringToObject(o, "resolution", rows[i].resolution);
+                cJSON_AddBoolToObject(o, "purged", !dry);
+            }
+            json_print(o);
+            continue;
+        }
+        const char *cells[] = {id, rows[i].reason, rows[i].resolved_at, rows[i].resolved_by,
+                               rows[i].resolution};
+        if (disp_table_add(&t, cells) != 0) {
+            fprintf(stderr, "couponctl: dlq purge: out of memory\n");
+            break;
+        }
+    }
+    if (!json && t.nrows > 0)
+        disp_table_print(&t, stdout, disp_terminal_width(STDOUT_FILENO));
+    disp_table_free(&t);
+    fprintf(stderr, "dlq purge: %zu resolved letter%s %s (resolved longer ago than %s)%s\n", n,
+            n == 1 ? "" : "s", dry ? "would be purged" : "purged", older,
+            dry ? "; dry run: nothing changed" : "; recorded in the audit trail");
+    free(rows);
     return CP_EXIT_OK;
 }

@@ -181,7 +181,7 @@ static int usage(const char *cmd, const char *fmt, ...)
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, " (see couponctl --help)\n");
+    fprintf(stderr, " (see 'couponctl %s --help')\n", cmd);
     return CP_EXIT_USAGE;
 }
 
@@ -436,7 +436,7 @@ int fin_cmd_export(const cfg_t *cfg, bool json, int argc, char **argv)
             json = true;
             break;
         default:
-            return CP_EXIT_USAGE;
+            return cli_option_error("refunds export");
         }
     }
     if (optind != argc)
@@ -547,6 +547,152 @@ out:
     if (tmp_path && rc != CP_EXIT_OK)
         unlink(tmp_path);
     free(tmp_path);
+    free(sql);
+    store_close(st);
+    return rc;
+}
+
+/* ---- refunds summary ---------------------------------------------------- */
+
+/* The export's rows (SQL_EXPORT_WHERE), counted and summed per group and
+ * currency: amounts of different currencies are never added together. */
+static const char *const summary_keys[][2] = {
+    {"currency", "''"},
+    {"day", "to_char(r.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')"},
+    {"reason", "r.reason"},
+};
+
+/* Adds n refunds of cents in all to the currency's total. */
+static void summary_total(export_run_t *x, const char *currency, int64_t n, int64_t cents)
+{
+    total_add(x, currency, cents);
+    for (size_t i = 0; i < x->ntotals; i++)
+        if (strcmp(x->totals[i].currency, currency) == 0)
+            x->totals[i].count += n - 1;
+}
+
+int fin_cmd_summary(const cfg_t *cfg, bool json, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"from", required_argument, NULL, 'f'},
+        {"to", required_argument, NULL, 't'},
+        {"by", required_argument, NULL, 'b'},
+        {"json", no_argument, NULL, 'j'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *cmd = "refunds summary";
+    char err[CP_ERRLEN], from_s[24], to_s[24], *sql = NULL;
+    bool have_from = false, have_to = false;
+    int64_t from = 0, to = 0, count = 0;
+    size_t by = 0;
+    export_run_t x = {0}; /* for its per-currency totals */
+    store_t *st = NULL;
+    PGresult *r = NULL;
+    store_rc_t src;
+    int c, rc;
+
+    optind = 0;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'f':
+            if ((rc = parse_time(cmd, "--from", optarg, &from)) != 0)
+                return rc;
+            have_from = true;
+            break;
+        case 't':
+            if ((rc = parse_time(cmd, "--to", optarg, &to)) != 0)
+                return rc;
+            have_to = true;
+            break;
+        case 'b':
+            for (by = 0; by < CP_ARRAY_SIZE(summary_keys); by++)
+                if (strcmp(optarg, summary_keys[by][0]) == 0)
+                    break;
+            if (by == CP_ARRAY_SIZE(summary_keys))
+                return usage(cmd, "--by: expected day, reason or currency, got \"%s\"", optarg);
+            break;
+        case 'j':
+            json = true;
+            break;
+        default:
+            return cli_option_error(cmd);
+        }
+    }
+    if (optind != argc)
+        return usage(cmd, "unexpected argument \"%s\"", argv[optind]);
+    if (have_from && have_to && to <= from)
+        return usage(cmd, "--to must be later than --from");
+    snprintf(from_s, sizeof from_s, "%" PRId64, from);
+    snprintf(to_s, sizeof to_s, "%" PRId64, to);
+    const char *params[2] = {have_from ? from_s : NULL, have_to ? to_s : NULL};
+
+    if ((rc = open_store(cmd, cfg, &st)) != 0)
+        return rc;
+    rc = CP_EXIT_FAILURE;
+    if (asprintf(&sql,
+                 "SELECT %s AS k, r.currency, count(*), sum(r.amount_cents)::bigint %s "
+                 "GROUP BY 1, 2 ORDER BY 1, 2",
+                 summary_keys[by][1], SQL_EXPORT_WHERE) < 0) {
+        sql = NULL;
+        fprintf(stderr, "couponctl: %s: out of memory\n", cmd);
+        goto out;
+    }
+    if ((src = store_query(st, cmd, sql, 2, params, &r, err, sizeof err)) != STORE_OK) {
+        fprintf(stderr, "couponctl: %s\n", err);
+        rc = store_exit(src);
+        goto out;
+    }
+    const char *head[] = {by == 0   ? "CURRENCY"
+                          : by == 1 ? "DAY"
+                                    : "REASON",
+                          "CURRENCY", "REFUNDS", "AMOUNT"};
+    disp_table_t t = {.ncols = by == 0 ? 3 : 4, .head = by == 0 ? head + 1 : head};
+    for (int i = 0; i < PQntuples(r); i++) {
+        const char *key = PQgetvalue(r, i, 0), *cur = PQgetvalue(r, i, 1);
+        int64_t n = col_i64(r, i, 2), cents = col_i64(r, i, 3);
+        char amount[32], num[24];
+
+        if (fin_format_amount(cents, cur, amount, sizeof amount) != 0)
+            snprintf(amount, sizeof amount, "%" PRId64, cents);
+        summary_total(&x, cur, n, cents);
+        count += n;
+        if (json) {
+            printf("{");
+            if (by != 0) {
+                printf("\"%s\":", summary_keys[by][0]);
+                fin_json_string(stdout, key, strlen(key));
+                printf(",");
+            }
+            printf("\"currency\":\"%s\",\"refunds\":%" PRId64 ",\"amount\":\"%s\","
+                   "\"amount_cents\":%" PRId64 "}\n",
+                   cur, n, amount, cents);
+            continue;
+        }
+        snprintf(num, sizeof num, "%" PRId64, n);
+        const char *cells[] = {key, cur, num, amount};
+        if (disp_table_add(&t, by == 0 ? cells + 1 : cells) != 0) {
+            fprintf(stderr, "couponctl: %s: out of memory\n", cmd);
+            disp_table_free(&t);
+            goto out;
+        }
+    }
+    if (!json && t.nrows > 0)
+        disp_table_print(&t, stdout, disp_terminal_width(STDOUT_FILENO));
+    disp_table_free(&t);
+    if (count == 0)
+        fprintf(stderr, "refunds summary: no refunds\n");
+    else if (!json && by != 0)
+        for (size_t i = 0; i < x.ntotals; i++) {
+            char amount[32];
+            if (fin_format_amount(x.totals[i].amount, x.totals[i].currency, amount,
+                                  sizeof amount) != 0)
+                snprintf(amount, sizeof amount, "?");
+            fprintf(stderr, "  total %s %s in %" PRId64 " refund%s\n", x.totals[i].currency, amount,
+                    x.totals[i].count, x.totals[i].count == 1 ? "" : "s");
+        }
+    rc = fflush(stdout) == 0 && !ferror(stdout) ? CP_EXIT_OK : CP_EXIT_FAILURE;
+out:
+    PQclear(r);
     free(sql);
     store_close(st);
     return rc;
@@ -731,7 +877,7 @@ int fin_cmd_verify(const cfg_t *cfg, bool json, int argc, char **argv)
             json = true;
             break;
         default:
-            return CP_EXIT_USAGE;
+            return cli_option_error("refunds verify");
         }
     }
     if (optind != argc)
@@ -1117,7 +1263,7 @@ int fin_cmd_reconcile(const cfg_t *cfg, bool json, int argc, char **argv)
             json = true;
             break;
         default:
-            return CP_EXIT_USAGE;
+            return cli_option_error("reconcile");
         }
     }
     if (optind != argc)

@@ -47,6 +47,10 @@ static const char SQL_AUDIT[] =
     "WHERE ($1::bigint IS NULL OR letter_id = $1::bigint) "
     "AND ($2::timestamptz IS NULL OR at >= $2::timestamptz) "
     "ORDER BY id DESC LIMIT $3::bigint) a ORDER BY id";
+
+static const char SQL_PURGE[] =
+    "SELECT id, reason, " SQL_TIME("resolved_at") ", resolution, resolved_by "
+    "FROM coupond_dlq_purge($1::bigint * interval '1 second', $2::text, $3::text, $4::boolean)";
 // clang-format on
 
 static int64_t col_i64(const PGresult *r, int row, int col)
@@ -319,4 +323,45 @@ void store_dl_audit_free(store_dl_audit_t *rows, size_t n)
         free(rows[i].detail);
     }
     free(rows);
+}
+
+store_rc_t store_dl_purge(store_t *st, int64_t older_than_s, const char *os_user, const char *host,
+                          bool dry_run, store_dl_purged_t **out, size_t *n, char *err,
+                          size_t errlen)
+{
+    char secs[24];
+    store_dl_purged_t *rows = NULL;
+    PGresult *r;
+    store_rc_t rc;
+    int nrows;
+
+    *out = NULL;
+    *n = 0;
+    if (older_than_s < 0 || !os_user || !*os_user) {
+        if (err && errlen)
+            snprintf(err, errlen, "purge: a retention >= 0 and a user are needed");
+        return STORE_E_INVALID;
+    }
+    snprintf(secs, sizeof secs, "%" PRId64, older_than_s);
+    const char *params[4] = {secs, os_user, host ? host : "", dry_run ? "t" : "f"};
+    rc = store_query(st, "purge", SQL_PURGE, 4, params, &r, err, errlen);
+    if (rc != STORE_OK)
+        return rc;
+    nrows = PQntuples(r);
+    if (nrows > 0 && !(rows = calloc((size_t)nrows, sizeof *rows))) {
+        PQclear(r);
+        set_oom(err, errlen, "purge");
+        return STORE_E_INVALID;
+    }
+    for (int i = 0; i < nrows; i++) {
+        rows[i].id = col_i64(r, i, 0);
+        col_copy(rows[i].reason, sizeof rows[i].reason, r, i, 1);
+        col_copy(rows[i].resolved_at, sizeof rows[i].resolved_at, r, i, 2);
+        col_copy(rows[i].resolution, sizeof rows[i].resolution, r, i, 3);
+        col_copy(rows[i].resolved_by, sizeof rows[i].resolved_by, r, i, 4);
+    }
+    PQclear(r);
+    *out = rows;
+    *n = (size_t)nrows;
+    return STORE_OK;
 }
