@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "display.h"
 #include "dlq.h"
 #include "finance.h"
 #include "log.h"
@@ -18,6 +19,7 @@
 #include "publish.h"
 #include "signature.h"
 #include "store.h"
+#include "store_ops.h"
 
 typedef struct ctl {
     cli_common_t cli;
@@ -48,6 +50,13 @@ static int usage_error(const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, " (see 'couponctl %s --help')\n", running);
     return CP_EXIT_USAGE;
+}
+
+/* An option a command without options was given, as getopt would say it. */
+static int unknown_option(const char *opt)
+{
+    fprintf(stderr, "couponctl %s: unrecognized option '%s'\n", running, opt);
+    return cli_option_error(running);
 }
 
 static int parse_i64(const char *s, int64_t min, int64_t *out)
@@ -159,6 +168,22 @@ static int cmd_deal_set(ctl_t *ctl, int argc, char **argv)
     return CP_EXIT_OK;
 }
 
+/* Who refunded an order by hand, and why (couponctl order refund). */
+static void status_operator(ctl_t *ctl, int64_t order_id)
+{
+    store_operator_refund_t op;
+    store_t *st;
+
+    if (cli_store_open("couponctl", &ctl->cfg, &st) != 0)
+        return;
+    if (store_operator_refund_get(st, order_id, &op, NULL, 0) == STORE_OK) {
+        printf("refunded by %s on %s at %s: ", op.os_user, op.host, op.at);
+        disp_put_safe(stdout, op.note, strlen(op.note), false, NULL);
+        printf("\n");
+    }
+    store_close(st);
+}
+
 static int cmd_status(ctl_t *ctl, int argc, char **argv)
 {
     char err[CP_ERRLEN];
@@ -207,6 +232,8 @@ static int cmd_status(ctl_t *ctl, int argc, char **argv)
         printf("coupons     %d, issued by %s\n", o.ncoupons, o.issued_by);
     if (o.refund_seq)
         printf("refund      seq %" PRId64 ": %s\n", o.refund_seq, o.refund_reason);
+    if (o.refund_seq && strcmp(o.refund_reason, "operator") == 0)
+        status_operator(ctl, o.payment.order_id);
     printf("created     %s\nupdated     %s\n", o.created_at, o.updated_at);
     return CP_EXIT_OK;
 }
@@ -216,6 +243,8 @@ static int cmd_config_get(ctl_t *ctl, int argc, char **argv)
     char value[4096];
     if (argc != 2)
         return usage_error("config get needs one PATH");
+    if (argv[1][0] == '-')
+        return unknown_option(argv[1]);
     if (cfg_format(&ctl->cfg, argv[1], value, sizeof value) != 0) {
         fprintf(stderr, "couponctl: config get: unknown setting '%s'\n", argv[1]);
         return CP_EXIT_USAGE;
@@ -278,6 +307,8 @@ static int cmd_publish(ctl_t *ctl, int argc, char **argv)
 
     if (argc > 2)
         return usage_error("publish takes at most one FILE (or - for standard input)");
+    if (argc == 2 && argv[1][0] == '-' && argv[1][1] != '\0')
+        return unknown_option(argv[1]);
     if (argc == 2 && strcmp(argv[1], "-") != 0 && !(in = fopen(argv[1], "r"))) {
         fprintf(stderr, "couponctl: publish: %s: %s\n", argv[1], strerror(errno));
         return CP_EXIT_USAGE;

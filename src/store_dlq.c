@@ -50,7 +50,7 @@ static const char SQL_AUDIT[] =
 
 static const char SQL_PURGE[] =
     "SELECT id, reason, " SQL_TIME("resolved_at") ", resolution, resolved_by "
-    "FROM coupond_dlq_purge($1::bigint * interval '1 second', $2::text, $3::text, $4::boolean)";
+    "FROM coupond_dlq_purge(justify_interval($1::bigint * interval '1 second'), $2::text, $3::text, $4::boolean)";
 // clang-format on
 
 static int64_t col_i64(const PGresult *r, int row, int col)

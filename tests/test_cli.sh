@@ -81,5 +81,65 @@ expect "status usage" 2 "status needs one ORDER_ID" -- "$ctl" --config "$cfg" st
 # Nothing listens on port 9: the store is unavailable, exit 3.
 expect "store down" 3 "store unavailable" -- "$ctl" --config "$cfg" --set "store.conninfo=host=127.0.0.1 port=9 connect_timeout=2" status 1
 
+# --help and -h on every command, subcommand and group: its usage, exit 0,
+# without a configuration. The commands are the ones couponctl --help lists.
+commands=()
+while IFS= read -r c; do commands+=("$c"); done < <(
+    "$ctl" --help | sed -n 's/^  \([a-z][a-z]*\( [a-z][a-z]*\)\{0,1\}\)\( .*\)\{0,1\}$/\1/p')
+if [ "${#commands[@]}" -ge 18 ]; then ok; else bad "couponctl --help lists ${#commands[@]} commands: ${commands[*]}"; fi
+groups=()
+for c in "${commands[@]}"; do
+    read -ra w <<<"$c"
+    expect "$c --help" 0 "usage: couponctl [--config FILE] [--set PATH=VALUE]... $c" -- env -u COUPOND_CONFIG "$ctl" "${w[@]}" --help
+    expect "$c -h" 0 "usage: couponctl [--config FILE] [--set PATH=VALUE]... $c" -- env -u COUPOND_CONFIG "$ctl" "${w[@]}" -h
+    # A wrong option names the command whose usage to read.
+    expect "$c wrong option" 2 "see 'couponctl $c --help'" -- "$ctl" --config "$cfg" "${w[@]}" --no-such-option
+    if [ "${#w[@]}" -eq 2 ] && [[ " ${groups[*]} " != *" ${w[0]} "* ]]; then groups+=("${w[0]}"); fi
+done
+for g in "${groups[@]}"; do
+    expect "$g --help" 0 "usage: couponctl [--config FILE] [--set PATH=VALUE]... $g COMMAND" -- env -u COUPOND_CONFIG "$ctl" "$g" --help
+    expect "$g -h" 0 "usage: couponctl [--config FILE] [--set PATH=VALUE]... $g COMMAND" -- env -u COUPOND_CONFIG "$ctl" "$g" -h
+    expect "$g alone" 2 "couponctl: $g: which command?" -- "$ctl" --config "$cfg" "$g"
+    expect "$g unknown" 2 "unknown command '$g frob'" -- "$ctl" --config "$cfg" "$g" frob
+done
+expect "ctl -h" 0 "dlq replay" -- "$ctl" -h
+expect "coupond -h" 0 "--role l|w" -- "$coupond" -h
+expect "help after --" 2 "" -- "$ctl" --config "$cfg" config get -- --help
+expect "dlq purge needs --resolved" 2 "needs --resolved" -- "$ctl" --config "$cfg" dlq purge --older-than 7d
+expect "dlq purge bad duration" 2 "--older-than: expected a duration" -- "$ctl" --config "$cfg" dlq purge --resolved --older-than soon
+expect "order refund needs a note" 2 "needs --note TEXT" -- "$ctl" --config "$cfg" order refund 4201
+expect "refunds summary --by" 2 "--by: expected day, reason or currency" -- "$ctl" --config "$cfg" refunds summary --by week
+
+# Every command has a man page entry and a bash completion, and both are
+# installed by cmake --install.
+man=$src/docs/man/couponctl.1
+completion=$src/deploy/bash-completion/couponctl
+for c in "${commands[@]}"; do
+    if grep -Fqx ".SS \"$c\"" "$man"; then ok; else bad "man page: no entry for '$c'"; fi
+    read -ra w <<<"$c"
+    # What bash would offer after "couponctl" (and after the group).
+    got=$(bash -c 'source "$1"; shift; COMP_WORDS=(couponctl "$@"); COMP_CWORD=$#; _couponctl; printf "%s\n" "${COMPREPLY[@]}"' \
+        _ "$completion" "${w[@]:0:${#w[@]}-1}" "")
+    if grep -qx "${w[-1]}" <<<"$got"; then ok; else bad "completion: '$c' not offered (got: $got)"; fi
+    got=$(bash -c 'source "$1"; shift; COMP_WORDS=(couponctl "$@"); COMP_CWORD=$#; _couponctl; printf "%s\n" "${COMPREPLY[@]}"' \
+        _ "$completion" "${w[@]}" "--")
+    if grep -qx -- "--help" <<<"$got"; then ok; else bad "completion: no options for '$c' (got: $got)"; fi
+done
+if grep -q '^\.TH COUPOND 1' "$src/docs/man/coupond.1"; then ok; else bad "no coupond man page"; fi
+if command -v groff >/dev/null; then
+    for page in "$man" "$src/docs/man/coupond.1"; do
+        warn=$(groff -man -Tutf8 -ww -z "$page" 2>&1)
+        if [ -z "$warn" ]; then ok; else bad "$(basename "$page"): groff warns: $warn"; fi
+    done
+fi
+if cmake --install "$build" --prefix "$tmp/inst" >/dev/null 2>&1; then
+    for f in share/man/man1/couponctl.1 share/man/man1/coupond.1 \
+             share/bash-completion/completions/couponctl share/bash-completion/completions/coupond; do
+        if [ -f "$tmp/inst/$f" ]; then ok; else bad "cmake --install did not install $f"; fi
+    done
+else
+    bad "cmake --install failed"
+fi
+
 echo "test_cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
