@@ -12,7 +12,7 @@
 #include "common.h"
 #include "config.h"
 
-/* The commands. argv[0] is the command's last word ("export"), its options
+/* The commands. argv[0] names the command (for getopt), its options
  * follow; json is couponctl's global --json. cfg must be loaded. Each
  * returns the process exit code: 0 success; 1 a broken chain (verify), a
  * violation (reconcile) or an output that could not be written (export);

@@ -7,7 +7,7 @@
 #include "common.h"
 #include "config.h"
 
-/* The commands. argv[0] is the command's last word ("list"), its options and
+/* The commands. argv[0] names the command (for getopt), its options and
  * arguments follow; json is couponctl's global --json (each command also
  * takes --json itself). cfg must be loaded. Each returns the process exit
  * code: 0 success; 1 no such deal or order, or (order refund) an order that
