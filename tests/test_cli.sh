@@ -116,14 +116,29 @@ man=$src/docs/man/couponctl.1
 completion=$src/deploy/bash-completion/couponctl
 for c in "${commands[@]}"; do
     if grep -Fqx ".SS \"$c\"" "$man"; then ok; else bad "man page: no entry for '$c'"; fi
-    read -ra w <<<"$c"
-    # What bash would offer after "couponctl" (and after the group).
-    got=$(bash -c 'source "$1"; shift; COMP_WORDS=(couponctl "$@"); COMP_CWORD=$#; _couponctl; printf "%s\n" "${COMPREPLY[@]}"' \
-        _ "$completion" "${w[@]:0:${#w[@]}-1}" "")
-    if grep -qx "${w[-1]}" <<<"$got"; then ok; else bad "completion: '$c' not offered (got: $got)"; fi
-    got=$(bash -c 'source "$1"; shift; COMP_WORDS=(couponctl "$@"); COMP_CWORD=$#; _couponctl; printf "%s\n" "${COMPREPLY[@]}"' \
-        _ "$completion" "${w[@]}" "--")
-    if grep -qx -- "--help" <<<"$got"; then ok; else bad "completion: no options for '$c' (got: $got)"; fi
+done
+# What bash offers after "couponctl" (or the group) for each command's last
+# word, and after the whole command for "--": one shell runs them all.
+# Prints "COMMAND<TAB>word-offered<TAB>help-offered" per command.
+offered=$(bash -c '
+    source "$1"
+    shift
+    for c in "$@"; do
+        read -ra w <<<"$c"
+        COMP_WORDS=(couponctl "${w[@]:0:${#w[@]}-1}" "")
+        COMP_CWORD=$((${#COMP_WORDS[@]} - 1))
+        _couponctl
+        word=no
+        for r in "${COMPREPLY[@]}"; do [[ $r == "${w[-1]}" ]] && word=yes; done
+        COMP_WORDS=(couponctl "${w[@]}" --)
+        COMP_CWORD=$((${#COMP_WORDS[@]} - 1))
+        _couponctl
+        help=no
+        for r in "${COMPREPLY[@]}"; do [[ $r == --help ]] && help=yes; done
+        printf "%s\t%s\t%s\n" "$c" "$word" "$help"
+    done' _ "$completion" "${commands[@]}")
+for c in "${commands[@]}"; do
+    if grep -qxF "$c"$'\t'yes$'\t'yes <<<"$offered"; then ok; else bad "completion of '$c': $(grep -F "$c"$'\t' <<<"$offered")"; fi
 done
 if grep -q '^\.TH COUPOND 1' "$src/docs/man/coupond.1"; then ok; else bad "no coupond man page"; fi
 if command -v groff >/dev/null; then
