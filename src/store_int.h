@@ -1,5 +1,5 @@
 /* store_int.h: what store.c shares with the other store modules
- * (store_dlq.c): one-off parameterised queries that get the store's
+ * (store_dlq.c, store_ops.c): one-off parameterised queries that get the store's
  * connection handling and error classification. */
 #ifndef COUPOND_STORE_INT_H
 #define COUPOND_STORE_INT_H
