@@ -71,7 +71,7 @@ head -n 1 "$tmp/first" | sed 's/"quantity":2,"amount_cents":3000/"quantity":3,"a
 check "conflict dead-lettered" wait_sql "SELECT count(*) FROM dead_letters WHERE reason = 'conflict'" 1 30
 o0=$(order_of 0)
 eq "conflict detail names the fields" "$(sql "SELECT detail FROM dead_letters WHERE reason = 'conflict'")" \
-    "rejected: conflict: order $o0 differs from its stored payment in quantity (stored 2, received 3), amount_cents (stored 3000, received 4500)"
+    "rejected: conflict: order $o0 differs from its stored payment in quantity, amount_cents: quantity (stored 2, received 3), amount_cents (stored 3000, received 4500)"
 # A long payment id and only paid_at differing: the old text was cut before
 # it reached the notification's paid_at.
 long=$(printf 'p%.0s' $(seq 64))
@@ -82,9 +82,18 @@ printf '%s\n' "${body/10:00:00.000Z/10:00:00.250Z}" | ctl publish - >/dev/null 2
 check "paid_at conflict dead-lettered" wait_sql "SELECT count(*) FROM dead_letters WHERE reason = 'conflict'" 2 30
 detail=$(sql "SELECT detail FROM dead_letters WHERE reason = 'conflict' AND detail LIKE '%420101%'")
 eq "conflict detail: paid_at, both values" "$detail" \
-    "rejected: conflict: order 420101 differs from its stored payment in paid_at (stored 2026-11-21T10:00:00.000000Z, received 2026-11-21T10:00:00.250000Z)"
+    "rejected: conflict: order 420101 differs from its stored payment in paid_at: paid_at (stored 2026-11-21T10:00:00.000000Z, received 2026-11-21T10:00:00.250000Z)"
 check "dlq show shows the fields" grep -q "paid_at (stored 2026-11-21T10:00:00.000000Z, received 2026-11-21T10:00:00.250000Z)" \
     <<<"$(ctl dlq show "$(sql "SELECT id FROM dead_letters WHERE detail LIKE '%420101%'")")"
+# Every field differs, both payment ids 64 characters long: the names of all
+# seven come first, before the lane's cut of the text.
+other=${body//\"$long\"/\"$(printf 'q%.0s' $(seq 64))\"}
+other=${other/\"user_id\":1,/\"user_id\":101,}
+other=${other/\"deal_id\":1,\"quantity\":2,\"amount_cents\":3000,\"currency\":\"EUR\"/\"deal_id\":2,\"quantity\":3,\"amount_cents\":4500,\"currency\":\"JPY\"}
+other=${other/10:00:00.000Z/11:00:00.000Z}
+printf '%s\n' "$other" | ctl publish - >/dev/null 2>&1
+check "all-fields conflict dead-lettered" wait_sql "SELECT count(*) FROM dead_letters WHERE reason = 'conflict'" 3 30
+eq "conflict detail: all seven names first" "$(sql "SELECT detail LIKE 'rejected: conflict: order 420101 differs from its stored payment in payment_id, user_id, deal_id, quantity, amount_cents, currency, paid_at: payment_id (stored ppp%' FROM dead_letters WHERE reason = 'conflict' AND detail LIKE '%payment_id, user_id%'")" t
 
 echo "test_ops: step 3 at ${SECONDS}s" >&2
 # 3. order refund: a pending order (inactive deal: W keeps retrying).

@@ -13,8 +13,11 @@
 
 ------------------------------------------------------------------------------
 -- 1. The fields of a stored payment that differ from a notification, in the
--- order of the notification table: "quantity (stored 2, received 3),
--- amount_cents (stored 3000, received 4500)". NULL when none differs.
+-- order of the notification table: their names, then each with its stored and
+-- received value, "quantity, amount_cents: quantity (stored 2, received 3),
+-- amount_cents (stored 3000, received 4500)"; the names come first so that
+-- even a cut text (the lanes keep 255 bytes) says which fields differ. NULL
+-- when none differs.
 CREATE FUNCTION coupond_payment_diff(s_payment_id text, s_user_id bigint, s_deal_id bigint,
                                      s_quantity integer, s_amount_cents bigint,
                                      s_currency text, s_paid_at timestamptz,
@@ -23,7 +26,8 @@ CREATE FUNCTION coupond_payment_diff(s_payment_id text, s_user_id bigint, s_deal
                                      r_currency text, r_paid_at timestamptz)
 RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT string_agg(format('%s (stored %s, received %s)', f.name, f.stored, f.received), ', '
+    SELECT string_agg(f.name, ', ' ORDER BY f.n) || ': ' ||
+           string_agg(format('%s (stored %s, received %s)', f.name, f.stored, f.received), ', '
                       ORDER BY f.n)
       FROM (VALUES (1, 'payment_id', s_payment_id, r_payment_id),
                    (2, 'user_id', s_user_id::text, r_user_id::text),
@@ -40,7 +44,7 @@ $$;
 
 -- As in 001, but the conflict of an order stored with another payment reads
 -- 'rejected: conflict: order 4201 differs from its stored payment in
--- quantity (stored 2, received 3), ...'.
+-- quantity, amount_cents: quantity (stored 2, received 3), ...'.
 CREATE OR REPLACE FUNCTION coupond_record_payment(p_order_id bigint, p_payment_id text,
                                                   p_user_id bigint, p_deal_id bigint,
                                                   p_quantity integer, p_amount_cents bigint,
