@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # run.sh: runs the libFuzzer targets of a COUPOND_FUZZ build, each for a
 # bounded time, from its committed seed corpus (tests/fuzz/corpus/TARGET,
-# read only) and a fresh working corpus. A crash, leak, timeout or
+# read only) and a fresh working corpus, with tests/fuzz/TARGET.dict when
+# there is one. A crash, leak, timeout or
 # out-of-memory fails the run; the input that caused it is kept in
 # BUILD_DIR/fuzz-artifacts/ and its path printed (rerun it with
 # BUILD_DIR/tests/fuzz/TARGET PATH).
@@ -28,11 +29,13 @@ for t in "${targets[@]}"; do
     [[ -x $bin ]] || { echo "fuzz: $bin is not built" >&2; exit 2; }
     mkdir -p "$work/$t"
     log=$artifacts/$t.log
+    dict=()
+    [[ -f $HERE/$t.dict ]] && dict=(-dict="$HERE/$t.dict")
     rc=0
     # -timeout: one input over 10 s is a hang; -rss_limit_mb: a leak or a
     # runaway allocation fails instead of swapping the machine.
     "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
-        -print_final_stats=1 -artifact_prefix="$artifacts/$t-" \
+        -print_final_stats=1 -artifact_prefix="$artifacts/$t-" "${dict[@]}" \
         "$work/$t" "$HERE/corpus/$t" >"$log" 2>&1 || rc=$?
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
     cov=$(grep -o 'cov: [0-9]* ft: [0-9]*' "$log" | tail -1 || true)
