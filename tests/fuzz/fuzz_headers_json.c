@@ -56,6 +56,15 @@ static json_t *strict(const char *text)
     json_t *root;
 
     FUZZ_CHECK(text != NULL, "no JSON (out of memory?)");
+    /* COUPOND_FUZZ_JSON_OUT=FILE appends each output as a line, for a check
+     * against a real PostgreSQL (docs/development.md, "Fuzzing"). */
+    const char *dump = getenv("COUPOND_FUZZ_JSON_OUT");
+    if (dump && *dump) {
+        FILE *f = fopen(dump, "a");
+        FUZZ_CHECK(f != NULL, "cannot append to %s", dump);
+        fprintf(f, "%s\n", text);
+        fclose(f);
+    }
     /* Integers as reals: jsonb takes any number; jansson's int range is not
      * the question. */
     root = json_loads(text, JSON_DECODE_INT_AS_REAL, &e);

@@ -2,8 +2,9 @@
 """seeds.py: writes the seed corpora of tests/fuzz/corpus/ for the targets
 whose inputs are framed (fuzz.h's chunks) or files: sig_verify,
 headers_json, config and refund_export, from the cases of the unit tests
-(test_signature.c, test_config.c, test_finance_formats.c and the dead
-letters' header cases of test_lane_w.sh and test_dlq.sh). The msg_parse
+(test_signature.c, test_config.c, test_finance_formats.c) and the headers
+the lanes carry (signature, x-coupond-attempt, RabbitMQ's x-death) with edge
+bytes. The msg_parse
 corpus is the bodies of test_message.c's tables, one file each.
 
 usage: tests/fuzz/seeds.py   (rewrites the four directories)"""
