@@ -45,6 +45,14 @@ char *tp_json_key(const void *p, size_t n);
  * takes v, also when it cannot be added. */
 void tp_json_add(struct cJSON *o, const void *name, size_t n, struct cJSON *v);
 
+/* A Kafka message's headers (hdrs may be NULL), key (NULL: none), topic
+ * (NULL: none), partition and offset as the dead letters' JSON object
+ * (transport_kafka.c; apart from the message so that it can be tested and
+ * fuzzed). The caller frees the string; NULL when out of memory. */
+struct rd_kafka_headers_s;
+char *tp_kafka_json(const struct rd_kafka_headers_s *hdrs, const void *key, size_t key_len,
+                    const char *topic, int32_t partition, int64_t offset);
+
 /* Marks every message of msgs[0..n) still PENDING as REFUSED with why. */
 void tp_refuse_pending(tp_msg_t *msgs, size_t n, const char *why);
 

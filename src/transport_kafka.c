@@ -437,18 +437,17 @@ static int kafka_ack(transport_t *tp, char *err, size_t errlen)
     return 0;
 }
 
-static char *kafka_headers_json(const transport_t *tp, const tp_delivery_t *d)
+/* The pure part of kafka_headers_json (transport_int.h). */
+char *tp_kafka_json(const rd_kafka_headers_t *hdrs, const void *key, size_t key_len,
+                    const char *topic, int32_t partition, int64_t offset)
 {
-    const rd_kafka_message_t *m = d->raw;
-    rd_kafka_headers_t *hdrs = NULL;
     cJSON *o = cJSON_CreateObject(), *h;
     char *text = NULL;
-    (void)tp;
 
     if (!o)
         return NULL;
     h = cJSON_AddObjectToObject(o, "headers");
-    if (rd_kafka_message_headers(m, &hdrs) == 0) {
+    if (hdrs) {
         const char *name;
         const void *value;
         size_t size;
@@ -457,15 +456,27 @@ static char *kafka_headers_json(const transport_t *tp, const tp_delivery_t *d)
                         value ? tp_json_bytes(value, size) : cJSON_CreateNull());
         }
     }
-    if (m->key)
-        cJSON_AddItemToObject(o, "key", tp_json_bytes(m->key, m->key_len));
-    if (m->rkt)
-        cJSON_AddStringToObject(o, "topic", rd_kafka_topic_name(m->rkt));
-    cJSON_AddNumberToObject(o, "partition", m->partition);
-    cJSON_AddNumberToObject(o, "offset", (double)m->offset);
+    if (key)
+        cJSON_AddItemToObject(o, "key", tp_json_bytes(key, key_len));
+    if (topic)
+        cJSON_AddStringToObject(o, "topic", topic);
+    cJSON_AddNumberToObject(o, "partition", partition);
+    cJSON_AddNumberToObject(o, "offset", (double)offset);
     text = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return text;
+}
+
+static char *kafka_headers_json(const transport_t *tp, const tp_delivery_t *d)
+{
+    const rd_kafka_message_t *m = d->raw;
+    rd_kafka_headers_t *hdrs = NULL;
+    (void)tp;
+
+    if (rd_kafka_message_headers(m, &hdrs) != 0)
+        hdrs = NULL;
+    return tp_kafka_json(hdrs, m->key, m->key_len, m->rkt ? rd_kafka_topic_name(m->rkt) : NULL,
+                         m->partition, m->offset);
 }
 
 static void kafka_con_close(transport_t *tp)

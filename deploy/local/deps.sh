@@ -11,6 +11,8 @@ PACKAGES=(
     postgresql rabbitmq-server kcat amqp-tools
     # toolchain
     cmake gcc pkg-config valgrind clang-format python3 python3-yaml
+    # fuzzing (tests/fuzz): clang with its libFuzzer and sanitizer runtimes
+    clang libclang-rt-dev
     # libraries
     libpq-dev librdkafka-dev librabbitmq-dev libcjson-dev libjansson-dev libconfig-dev
     libssl-dev libmicrohttpd-dev libsystemd-dev

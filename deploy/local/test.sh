@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # test.sh: installs what is missing, builds with -Werror, starts the local
 # services and runs every test: once in the normal build, once under
-# AddressSanitizer + UndefinedBehaviorSanitizer, and the unit tests and the
-# store's integration test once more under valgrind.
+# AddressSanitizer + UndefinedBehaviorSanitizer, then runs each libFuzzer
+# target (tests/fuzz) for 45 s (COUPOND_FUZZ_SECONDS), and the unit tests and
+# the store's integration test once more under valgrind.
 #
 # usage: deploy/local/test.sh [--quick] [CTEST_ARGS...]
-#   --quick   the normal build only (no sanitizer build, no valgrind)
+#   --quick   the normal build only (no sanitizer build, no fuzzing, no valgrind)
 #   e.g.      deploy/local/test.sh --quick -L unit
 set -euo pipefail
 
@@ -58,6 +59,17 @@ step "tests under AddressSanitizer + UndefinedBehaviorSanitizer"
 build "$REPO/build-asan" -DCOUPOND_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir "$REPO/build-asan" --output-on-failure "$@"
+
+step "fuzzing (libFuzzer, each target for a bounded time)"
+# tests/fuzz/: clang only; a machine without clang skips the step, saying so.
+if command -v clang >/dev/null; then
+    CC=clang cmake -S "$REPO" -B "$REPO/build-fuzz" -DCOUPOND_WERROR=ON -DCOUPOND_FUZZ=ON \
+        -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+    cmake --build "$REPO/build-fuzz" -j"$jobs" --target fuzz >/dev/null
+    "$REPO/tests/fuzz/run.sh" "$REPO/build-fuzz" "${COUPOND_FUZZ_SECONDS:-45}"
+else
+    echo "fuzz: skipped: clang is not installed (deploy/local/deps.sh installs it)"
+fi
 
 step "unit tests and the store test under valgrind"
 vg_fail=0
