@@ -70,28 +70,30 @@ static void setup(void)
     log_set_fd(open("/dev/null", O_WRONLY | O_CLOEXEC));
 }
 
-/* Each line of cfg_print is "PATH = VALUE;", and cfg_format of PATH gives
- * the same VALUE. */
+/* cfg_print writes "PATH = VALUE;" for every setting, VALUE being what
+ * cfg_format gives for PATH. A string value is written as it is, so it may
+ * hold newlines (and quotes): the printed text is walked, not split in lines. */
 static void check_print(const cfg_t *cfg)
 {
-    char *text = NULL, *line, *save = NULL, value[4096] /* as cfg_print's */;
+    char *text = NULL, *at, value[4096] /* as cfg_print's */;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
 
     FUZZ_CHECK(f != NULL, "open_memstream");
     cfg_print(cfg, f);
     fclose(f);
-    for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        char *eq;
-        if (line[0] == '#')
-            continue;
-        eq = strstr(line, " = ");
-        FUZZ_CHECK(eq != NULL, "printed line without ' = ': %s", line);
+    at = strchr(text, '\n'); /* past the "# effective configuration" line */
+    FUZZ_CHECK(at != NULL && text[0] == '#', "no heading line");
+    for (at++; *at;) {
+        char *eq = strstr(at, " = ");
+        size_t vlen;
+        FUZZ_CHECK(eq != NULL, "printed setting without ' = ': %.80s", at);
         *eq = '\0';
-        FUZZ_CHECK(cfg_format(cfg, line, value, sizeof value) == 0, "cfg_format(%s) fails", line);
-        FUZZ_CHECK(strncmp(eq + 3, value, strlen(value)) == 0 &&
-                       strcmp(eq + 3 + strlen(value), ";") == 0,
-                   "%s: printed %s, formatted %s", line, eq + 3, value);
+        FUZZ_CHECK(cfg_format(cfg, at, value, sizeof value) == 0, "cfg_format(%s) fails", at);
+        vlen = strlen(value);
+        FUZZ_CHECK(strncmp(eq + 3, value, vlen) == 0 && strncmp(eq + 3 + vlen, ";\n", 2) == 0,
+                   "%s: printed %.200s, formatted %s", at, eq + 3, value);
+        at = eq + 3 + vlen + 2;
     }
     FUZZ_CHECK(cfg_format(cfg, "no.such.setting", value, sizeof value) == -1, "unknown path");
     free(text);
