@@ -1,5 +1,7 @@
 /* cli.h: what coupond and couponctl share on the command line: --config,
- * --set overrides, loading the configuration and starting the log. */
+ * --set overrides, loading the configuration and starting the log; and the
+ * small pieces every couponctl command uses (usage errors, exit codes, ids,
+ * the OS user, JSON lines). */
 #ifndef COUPOND_CLI_H
 #define COUPOND_CLI_H
 
@@ -32,5 +34,25 @@ int cli_store_open(const char *prog, const cfg_t *cfg, store_t **st) CP_MUSTCHEC
  * replay"; getopt said why): names the usage to read, on stderr. Returns
  * CP_EXIT_USAGE. */
 int cli_option_error(const char *cmd);
+
+/* A wrong argument of couponctl command cmd ("dlq replay"): prints
+ * "couponctl: CMD: WHY (see 'couponctl CMD --help')" on stderr. Returns
+ * CP_EXIT_USAGE. */
+int cli_usage(const char *cmd, const char *fmt, ...) CP_PRINTF(2, 3);
+
+/* The exit code of a store call that failed: a store that is down or not
+ * migrated is unusable, like an outage (CP_EXIT_UNAVAIL); anything else is
+ * CP_EXIT_FAILURE. */
+int cli_store_exit(store_rc_t rc);
+
+/* Parses a decimal id > 0 that fills the whole of s. Returns 0 or -1. */
+int cli_parse_id(const char *s, int64_t *out) CP_MUSTCHECK;
+
+/* The name of the OS user running the command (or "uid N"), for audit rows. */
+void cli_os_user(char *out, size_t outlen);
+
+/* Prints o as one line of JSON on stdout, then frees it (NULL: nothing). */
+struct cJSON;
+void cli_json_print(struct cJSON *o);
 
 #endif

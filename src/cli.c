@@ -1,9 +1,14 @@
-/* cli.c: configuration loading shared by coupond and couponctl, and
- * couponctl's way of opening the store. */
+/* cli.c: configuration loading shared by coupond and couponctl, and the
+ * pieces every couponctl command shares (opening the store, usage errors). */
 #include "cli.h"
 
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <pwd.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -62,4 +67,50 @@ int cli_option_error(const char *cmd)
 {
     fprintf(stderr, "couponctl: %s: see 'couponctl %s --help' for its usage\n", cmd, cmd);
     return CP_EXIT_USAGE;
+}
+
+int cli_usage(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "couponctl: %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see 'couponctl %s --help')\n", cmd);
+    return CP_EXIT_USAGE;
+}
+
+int cli_store_exit(store_rc_t rc)
+{
+    return rc == STORE_E_UNAVAILABLE || rc == STORE_E_SCHEMA ? CP_EXIT_UNAVAIL : CP_EXIT_FAILURE;
+}
+
+int cli_parse_id(const char *s, int64_t *out)
+{
+    char *end;
+    long long v;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < 1)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+void cli_os_user(char *out, size_t outlen)
+{
+    struct passwd *pw = getpwuid(geteuid());
+    if (pw && pw->pw_name && pw->pw_name[0])
+        snprintf(out, outlen, "%s", pw->pw_name);
+    else
+        snprintf(out, outlen, "uid %u", (unsigned)geteuid());
+}
+
+void cli_json_print(cJSON *o)
+{
+    char *text = o ? cJSON_PrintUnformatted(o) : NULL;
+    if (text)
+        puts(text);
+    cJSON_free(text);
+    cJSON_Delete(o);
 }

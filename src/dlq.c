@@ -11,7 +11,6 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <openssl/evp.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -89,36 +88,6 @@ bool dlq_body_ids(const void *body, size_t len, int64_t *order_id, char *payment
 
 /* ---- shared command pieces ---------------------------------------------- */
 
-static int usage(const char *cmd, const char *fmt, ...) CP_PRINTF(2, 3);
-static int usage(const char *cmd, const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "couponctl: dlq %s: ", cmd);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, " (see 'couponctl dlq %s --help')\n", cmd);
-    return CP_EXIT_USAGE;
-}
-
-/* A store that is down or not migrated is unusable, like an outage. */
-static int store_exit(store_rc_t rc)
-{
-    return rc == STORE_E_UNAVAILABLE || rc == STORE_E_SCHEMA ? CP_EXIT_UNAVAIL : CP_EXIT_FAILURE;
-}
-
-static int parse_id(const char *s, int64_t *out)
-{
-    char *end;
-    long long v;
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < 1)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 static bool known_reason(const char *r)
 {
     msg_status_t st = msg_status_from_code(r);
@@ -167,10 +136,11 @@ static int parse_since(const char *cmd, const char *arg, char *out, size_t outle
 {
     int64_t us;
     if (disp_parse_since(arg, cp_clock_us(CLOCK_REALTIME), &us) != 0)
-        return usage(cmd,
-                     "--since: expected a time (2026-11-21T10:00:00Z, 2026-11-21) or a duration "
-                     "back from now (30m, 2h, 7d), got \"%s\"",
-                     arg);
+        return cli_usage(
+            cmd,
+            "--since: expected a time (2026-11-21T10:00:00Z, 2026-11-21) or a duration "
+            "back from now (30m, 2h, 7d), got \"%s\"",
+            arg);
     disp_format_us(us, out, outlen);
     return 0;
 }
@@ -182,7 +152,7 @@ static int parse_limit(const char *cmd, const char *arg, long *out)
     errno = 0;
     v = strtol(arg, &end, 10);
     if (errno || end == arg || *end || v < 0)
-        return usage(cmd, "--limit: expected an integer >= 0 (0: no limit), got \"%s\"", arg);
+        return cli_usage(cmd, "--limit: expected an integer >= 0 (0: no limit), got \"%s\"", arg);
     *out = v;
     return 0;
 }
@@ -194,13 +164,13 @@ static int selection_option(const char *cmd, selection_t *s, int c, const char *
     switch (c) {
     case OPT_REASON:
         if (!known_reason(arg))
-            return usage(cmd, "--reason: unknown reason code \"%s\" (see docs/operations-dlq.md)",
-                         arg);
+            return cli_usage(
+                cmd, "--reason: unknown reason code \"%s\" (see docs/operations-dlq.md)", arg);
         s->f.reason = arg;
         break;
     case OPT_LANE:
         if (strcmp(arg, "l") != 0 && strcmp(arg, "w") != 0)
-            return usage(cmd, "--lane: expected l or w, got \"%s\"", arg);
+            return cli_usage(cmd, "--lane: expected l or w, got \"%s\"", arg);
         s->f.lane = arg;
         break;
     case OPT_SINCE:
@@ -232,23 +202,12 @@ static int selection_ids(const char *cmd, selection_t *s, int from, int argc, ch
         return 0;
     s->ids = calloc((size_t)(argc - from), sizeof *s->ids);
     if (!s->ids)
-        return usage(cmd, "out of memory");
+        return cli_usage(cmd, "out of memory");
     for (int i = from; i < argc; i++)
-        if (parse_id(argv[i], &s->ids[s->nids++]) != 0)
-            return usage(cmd, "expected a letter ID (an integer > 0), got \"%s\"", argv[i]);
+        if (cli_parse_id(argv[i], &s->ids[s->nids++]) != 0)
+            return cli_usage(cmd, "expected a letter ID (an integer > 0), got \"%s\"", argv[i]);
     return 0;
 }
-
-static void os_user(char *out, size_t outlen)
-{
-    struct passwd *pw = getpwuid(geteuid());
-    if (pw && pw->pw_name && pw->pw_name[0])
-        snprintf(out, outlen, "%s", pw->pw_name);
-    else
-        snprintf(out, outlen, "uid %u", (unsigned)geteuid());
-}
-
-static void json_print(cJSON *o);
 
 /* Prints rows[0..n) (each `size` bytes) as JSON lines (json_of), or as a
  * table of head's columns (add_row puts one row's cells in it). */
@@ -260,7 +219,7 @@ static void print_rows(const void *rows, size_t size, size_t n, bool json, const
     for (size_t i = 0; i < n; i++) {
         const void *row = (const char *)rows + i * size;
         if (json) {
-            json_print(json_of(row));
+            cli_json_print(json_of(row));
         } else if (add_row(&t, row) != 0) {
             fprintf(stderr, "couponctl: out of memory\n");
             break;
@@ -269,15 +228,6 @@ static void print_rows(const void *rows, size_t size, size_t n, bool json, const
     if (!json && n > 0)
         disp_table_print(&t, stdout, disp_terminal_width(STDOUT_FILENO));
     disp_table_free(&t);
-}
-
-static void json_print(cJSON *o)
-{
-    char *text = o ? cJSON_PrintUnformatted(o) : NULL;
-    if (text)
-        puts(text);
-    cJSON_free(text);
-    cJSON_Delete(o);
 }
 
 /* Adds s as a string, or null when empty. */
@@ -377,18 +327,18 @@ int dlq_cmd_list(const cfg_t *cfg, bool json, int argc, char **argv)
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (c == '?')
             return cli_option_error("dlq list");
-        if ((ret = selection_option("list", &s, c, optarg)) != 0)
+        if ((ret = selection_option("dlq list", &s, c, optarg)) != 0)
             return CP_EXIT_USAGE;
     }
     if (optind != argc)
-        return usage("list", "takes no arguments, only options");
+        return cli_usage("dlq list", "takes no arguments, only options");
     if ((ret = cli_store_open("couponctl", cfg, &st)) != 0)
         return ret;
     rc = store_dl_list(st, &s.f, &rows, &n, &total, err, sizeof err);
     store_close(st);
     if (rc != STORE_OK) {
         fprintf(stderr, "couponctl: dlq list: %s\n", err);
-        return store_exit(rc);
+        return cli_store_exit(rc);
     }
     print_rows(rows, sizeof *rows, n, s.json, head, CP_ARRAY_SIZE(head), letter_row_json,
                letter_row);
@@ -537,7 +487,7 @@ static void show_json(const store_dl_t *dl, const store_dl_audit_t *h, size_t nh
     hist = cJSON_AddArrayToObject(o, "history");
     for (size_t i = 0; hist && i < nh; i++)
         cJSON_AddItemToArray(hist, audit_json(&h[i]));
-    json_print(o);
+    cli_json_print(o);
 }
 
 int dlq_cmd_show(const cfg_t *cfg, bool json, int argc, char **argv)
@@ -565,8 +515,8 @@ int dlq_cmd_show(const cfg_t *cfg, bool json, int argc, char **argv)
         else
             return cli_option_error("dlq show");
     }
-    if (optind + 1 != argc || parse_id(argv[optind], &id) != 0)
-        return usage("show", "needs one letter ID (an integer > 0)");
+    if (optind + 1 != argc || cli_parse_id(argv[optind], &id) != 0)
+        return cli_usage("dlq show", "needs one letter ID (an integer > 0)");
     if ((ret = cli_store_open("couponctl", cfg, &st)) != 0)
         return ret;
     rc = store_dl_get(st, id, &dl, err, sizeof err);
@@ -580,7 +530,7 @@ int dlq_cmd_show(const cfg_t *cfg, bool json, int argc, char **argv)
     if (rc != STORE_OK) {
         fprintf(stderr, "couponctl: dlq show: %s\n", err);
         store_dl_clear(&dl);
-        return store_exit(rc);
+        return cli_store_exit(rc);
     }
     if (raw) {
         fwrite(dl.body, 1, dl.len, stdout);
@@ -923,7 +873,7 @@ static void print_outcome(const store_dl_t *dl, const outcome_t *o, bool dry, bo
         cJSON_AddBoolToObject(j, "resigned", o->resigned);
         json_add_opt(j, "reason", o->reason);
         cJSON_AddStringToObject(j, "detail", o->detail);
-        json_print(j);
+        cli_json_print(j);
         return;
     }
     printf("letter %" PRId64 ": %s%s", dl->id, dry ? "dry run: " : "", dlq_result_name(o->result));
@@ -974,34 +924,36 @@ static int replay_options(const cfg_t *cfg, int argc, char **argv, selection_t *
             errno = 0;
             *rate = strtod(optarg, &end);
             if (errno || end == optarg || *end || !(*rate > 0) || *rate > 1e6)
-                return usage("replay", "--rate: expected letters per second (> 0), got \"%s\"",
-                             optarg);
+                return cli_usage("dlq replay",
+                                 "--rate: expected letters per second (> 0), got \"%s\"", optarg);
             break;
         default:
             if (c == '?')
                 return cli_option_error("dlq replay");
-            if ((ret = selection_option("replay", s, c, optarg)) != 0)
+            if ((ret = selection_option("dlq replay", s, c, optarg)) != 0)
                 return CP_EXIT_USAGE;
         }
     }
     if (s->f.unresolved)
         s->filtered = true;
-    if ((ret = selection_ids("replay", s, optind, argc, argv)) != 0)
+    if ((ret = selection_ids("dlq replay", s, optind, argc, argv)) != 0)
         return ret;
     if (s->nids && s->filtered)
-        return usage("replay", "name letter IDs or select with options, not both");
+        return cli_usage("dlq replay", "name letter IDs or select with options, not both");
     if (!s->nids && !s->filtered)
-        return usage("replay", "name letter IDs, or select open letters with --reason, --lane, "
-                               "--since or --limit");
+        return cli_usage("dlq replay",
+                         "name letter IDs, or select open letters with --reason, --lane, "
+                         "--since or --limit");
     if (resign) {
         if (!s->nids)
-            return usage("replay", "--resign vouches for each message it re-signs: name the "
-                                   "letters by ID");
+            return cli_usage("dlq replay",
+                             "--resign vouches for each message it re-signs: name the "
+                             "letters by ID");
         for (int i = 0; i < cfg->security.nkeys; i++)
             if (strcmp(cfg->security.keys[i].id, resign) == 0)
                 R->resign = &cfg->security.keys[i];
         if (!R->resign)
-            return usage("replay", "--resign: no key \"%s\" in security.keys", resign);
+            return cli_usage("dlq replay", "--resign: no key \"%s\" in security.keys", resign);
     }
     return 0;
 }
@@ -1126,7 +1078,7 @@ int dlq_cmd_replay(const cfg_t *cfg, bool json, int argc, char **argv)
     run.json = s.json;
     if ((ret = cli_store_open("couponctl", cfg, &R.st)) != 0)
         goto out;
-    os_user(R.user, sizeof R.user);
+    cli_os_user(R.user, sizeof R.user);
     if (gethostname(R.host, sizeof R.host) != 0)
         R.host[0] = '\0';
     R.host[sizeof R.host - 1] = '\0';
@@ -1195,18 +1147,19 @@ int dlq_cmd_resolve(const cfg_t *cfg, bool json, int argc, char **argv)
             return cli_option_error("dlq resolve");
     }
     if (!text || !text[strspn(text, " \t")])
-        return usage("resolve", "needs --note TEXT: say why the letters are closed unreplayed");
+        return cli_usage("dlq resolve",
+                         "needs --note TEXT: say why the letters are closed unreplayed");
     if (!disp_utf8_text(text, strlen(text)))
-        return usage("resolve", "--note must be UTF-8 text");
-    if ((ret = selection_ids("resolve", &s, optind, argc, argv)) != 0)
+        return cli_usage("dlq resolve", "--note must be UTF-8 text");
+    if ((ret = selection_ids("dlq resolve", &s, optind, argc, argv)) != 0)
         goto out;
     if (!s.nids) {
-        ret = usage("resolve", "needs one or more letter IDs");
+        ret = cli_usage("dlq resolve", "needs one or more letter IDs");
         goto out;
     }
     if ((ret = cli_store_open("couponctl", cfg, &st)) != 0)
         goto out;
-    os_user(user, sizeof user);
+    cli_os_user(user, sizeof user);
     if (gethostname(host, sizeof host) != 0)
         host[0] = '\0';
     host[sizeof host - 1] = '\0';
@@ -1244,7 +1197,7 @@ int dlq_cmd_resolve(const cfg_t *cfg, bool json, int argc, char **argv)
         store_dl_clear(&dl);
         if (rc != STORE_OK) {
             fprintf(stderr, "couponctl: dlq resolve: letter %" PRId64 ": %s\n", s.ids[i], err);
-            ret = store_exit(rc);
+            ret = cli_store_exit(rc);
             if (ret == CP_EXIT_UNAVAIL)
                 break;
             continue;
@@ -1256,7 +1209,7 @@ int dlq_cmd_resolve(const cfg_t *cfg, bool json, int argc, char **argv)
                 cJSON_AddStringToObject(j, "result", "resolved");
                 cJSON_AddStringToObject(j, "note", text);
             }
-            json_print(j);
+            cli_json_print(j);
         } else {
             printf("letter %" PRId64 ": resolved: ", s.ids[i]);
             disp_put_safe(stdout, text, strlen(text), false, NULL);
@@ -1313,16 +1266,16 @@ int dlq_cmd_audit(const cfg_t *cfg, bool json, int argc, char **argv)
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case OPT_LETTER:
-            if (parse_id(optarg, &letter) != 0)
-                return usage("audit", "--letter: expected a letter ID, got \"%s\"", optarg);
+            if (cli_parse_id(optarg, &letter) != 0)
+                return cli_usage("dlq audit", "--letter: expected a letter ID, got \"%s\"", optarg);
             break;
         case OPT_SINCE:
-            if (parse_since("audit", optarg, since, sizeof since) != 0)
+            if (parse_since("dlq audit", optarg, since, sizeof since) != 0)
                 return CP_EXIT_USAGE;
             since_p = since;
             break;
         case OPT_LIMIT:
-            if (parse_limit("audit", optarg, &limit) != 0)
+            if (parse_limit("dlq audit", optarg, &limit) != 0)
                 return CP_EXIT_USAGE;
             break;
         case OPT_JSON:
@@ -1333,14 +1286,14 @@ int dlq_cmd_audit(const cfg_t *cfg, bool json, int argc, char **argv)
         }
     }
     if (optind != argc)
-        return usage("audit", "takes no arguments, only options");
+        return cli_usage("dlq audit", "takes no arguments, only options");
     if ((ret = cli_store_open("couponctl", cfg, &st)) != 0)
         return ret;
     rc = store_dl_audit(st, letter, since_p, limit, &rows, &n, err, sizeof err);
     store_close(st);
     if (rc != STORE_OK) {
         fprintf(stderr, "couponctl: dlq audit: %s\n", err);
-        return store_exit(rc);
+        return cli_store_exit(rc);
     }
     print_rows(rows, sizeof *rows, n, json, head, CP_ARRAY_SIZE(head), audit_row_json, audit_row);
     if (n == 0)
@@ -1391,20 +1344,20 @@ int dlq_cmd_purge(const cfg_t *cfg, bool json, int argc, char **argv)
         }
     }
     if (optind != argc)
-        return usage("purge", "takes no arguments, only options");
+        return cli_usage("dlq purge", "takes no arguments, only options");
     /* Said out loud: only resolved letters go, whatever else may come. */
     if (!resolved)
-        return usage("purge", "needs --resolved (only resolved letters are ever purged)");
+        return cli_usage("dlq purge", "needs --resolved (only resolved letters are ever purged)");
     if (!older)
-        return usage("purge", "needs --older-than DURATION (90s, 15m, 2h, 7d)");
+        return cli_usage("dlq purge", "needs --older-than DURATION (90s, 15m, 2h, 7d)");
     if (disp_parse_since(older, now_us, &before_us) != 0 || before_us > now_us)
-        return usage("purge",
-                     "--older-than: expected a duration (90s, 15m, 2h, 7d) or a past time "
-                     "(2026-11-21), got \"%s\"",
-                     older);
+        return cli_usage("dlq purge",
+                         "--older-than: expected a duration (90s, 15m, 2h, 7d) or a past time "
+                         "(2026-11-21), got \"%s\"",
+                         older);
     if ((ret = cli_store_open("couponctl", cfg, &st)) != 0)
         return ret;
-    os_user(user, sizeof user);
+    cli_os_user(user, sizeof user);
     if (gethostname(host, sizeof host) != 0)
         host[0] = '\0';
     host[sizeof host - 1] = '\0';
@@ -1413,7 +1366,7 @@ int dlq_cmd_purge(const cfg_t *cfg, bool json, int argc, char **argv)
     store_close(st);
     if (rc != STORE_OK) {
         fprintf(stderr, "couponctl: dlq purge: %s\n", err);
-        return store_exit(rc);
+        return cli_store_exit(rc);
     }
     for (size_t i = 0; i < n; i++) {
         char id[24];
@@ -1428,7 +1381,7 @@ int dlq_cmd_purge(const cfg_t *cfg, bool json, int argc, char **argv)
                 cJSON_AddStringToObject(o, "resolution", rows[i].resolution);
                 cJSON_AddBoolToObject(o, "purged", !dry);
             }
-            json_print(o);
+            cli_json_print(o);
             continue;
         }
         const char *cells[] = {id, rows[i].reason, rows[i].resolved_at, rows[i].resolved_by,

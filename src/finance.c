@@ -173,31 +173,52 @@ static int64_t mono_ms(void)
     return cp_clock_us(CLOCK_MONOTONIC) / 1000;
 }
 
-static int usage(const char *cmd, const char *fmt, ...) CP_PRINTF(2, 3);
-static int usage(const char *cmd, const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "couponctl: %s: ", cmd);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, " (see 'couponctl %s --help')\n", cmd);
-    return CP_EXIT_USAGE;
-}
-
 static int parse_time(const char *cmd, const char *opt, const char *arg, int64_t *us)
 {
     if (disp_parse_since(arg, (int64_t)time(NULL) * 1000000, us) != 0)
-        return usage(cmd,
-                     "%s: expected a time (2026-11-21, 2026-11-21T10:00:00Z) or a duration back "
-                     "from now (90s, 15m, 2h, 7d), got \"%s\"",
-                     opt, arg);
+        return cli_usage(
+            cmd,
+            "%s: expected a time (2026-11-21, 2026-11-21T10:00:00Z) or a duration back "
+            "from now (90s, 15m, 2h, 7d), got \"%s\"",
+            opt, arg);
     return 0;
 }
 
-static int store_exit(store_rc_t rc)
+/* The --from/--to window of the export and the summary, as the parameters
+ * of SQL_EXPORT_WHERE ($1, $2: NULL for an open end). */
+typedef struct window {
+    bool have_from, have_to;
+    int64_t from, to;
+    char from_s[24], to_s[24];
+    const char *params[2];
+} window_t;
+
+/* Takes option c ('f' or 't'). Returns 0 or the exit code. */
+static int window_option(const char *cmd, window_t *w, int c, const char *arg)
 {
-    return rc == STORE_E_UNAVAILABLE || rc == STORE_E_SCHEMA ? CP_EXIT_UNAVAIL : CP_EXIT_FAILURE;
+    int rc;
+    if (c == 'f') {
+        if ((rc = parse_time(cmd, "--from", arg, &w->from)) != 0)
+            return rc;
+        w->have_from = true;
+    } else {
+        if ((rc = parse_time(cmd, "--to", arg, &w->to)) != 0)
+            return rc;
+        w->have_to = true;
+    }
+    return 0;
+}
+
+/* After the options: checks the window and sets its parameters. */
+static int window_done(const char *cmd, window_t *w)
+{
+    if (w->have_from && w->have_to && w->to <= w->from)
+        return cli_usage(cmd, "--to must be later than --from");
+    snprintf(w->from_s, sizeof w->from_s, "%" PRId64, w->from);
+    snprintf(w->to_s, sizeof w->to_s, "%" PRId64, w->to);
+    w->params[0] = w->have_from ? w->from_s : NULL;
+    w->params[1] = w->have_to ? w->to_s : NULL;
+    return 0;
 }
 
 /* Opens the store and checks its schema; the exit code on failure. */
@@ -214,7 +235,7 @@ static int open_store(const char *cmd, const cfg_t *cfg, store_t **st)
         fprintf(stderr, "couponctl: %s: %s\n", cmd, err);
         store_close(*st);
         *st = NULL;
-        return store_exit(rc);
+        return cli_store_exit(rc);
     }
     return CP_EXIT_OK;
 }
@@ -400,11 +421,11 @@ int fin_cmd_export(const cfg_t *cfg, bool json, int argc, char **argv)
         {"json", no_argument, NULL, 'j'},         {NULL, 0, NULL, 0},
     };
     const char *cmd = "refunds export", *output = NULL;
-    char err[CP_ERRLEN], from_s[24], to_s[24], *tmp_path = NULL, *sql = NULL;
+    char err[CP_ERRLEN], *tmp_path = NULL, *sql = NULL;
     export_run_t x = {0};
     const char *format = NULL;
-    bool have_from = false, have_to = false, in_tx = false;
-    int64_t from = 0, to = 0;
+    bool in_tx = false;
+    window_t w = {0};
     progress_t prog;
     store_t *st = NULL;
     PGresult *r = NULL;
@@ -415,18 +436,13 @@ int fin_cmd_export(const cfg_t *cfg, bool json, int argc, char **argv)
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case 'f':
-            if ((rc = parse_time(cmd, "--from", optarg, &from)) != 0)
-                return rc;
-            have_from = true;
-            break;
         case 't':
-            if ((rc = parse_time(cmd, "--to", optarg, &to)) != 0)
+            if ((rc = window_option(cmd, &w, c, optarg)) != 0)
                 return rc;
-            have_to = true;
             break;
         case 'F':
             if (strcmp(optarg, "csv") != 0 && strcmp(optarg, "json") != 0)
-                return usage(cmd, "--format: expected csv or json, got \"%s\"", optarg);
+                return cli_usage(cmd, "--format: expected csv or json, got \"%s\"", optarg);
             format = optarg;
             break;
         case 'o':
@@ -440,14 +456,11 @@ int fin_cmd_export(const cfg_t *cfg, bool json, int argc, char **argv)
         }
     }
     if (optind != argc)
-        return usage(cmd, "unexpected argument \"%s\"", argv[optind]);
+        return cli_usage(cmd, "unexpected argument \"%s\"", argv[optind]);
     /* --json: JSON lines unless --format says otherwise; the summary in JSON. */
     x.json = format ? strcmp(format, "json") == 0 : json;
-    if (have_from && have_to && to <= from)
-        return usage(cmd, "--to must be later than --from");
-    snprintf(from_s, sizeof from_s, "%" PRId64, from);
-    snprintf(to_s, sizeof to_s, "%" PRId64, to);
-    const char *params[2] = {have_from ? from_s : NULL, have_to ? to_s : NULL};
+    if ((rc = window_done(cmd, &w)) != 0)
+        return rc;
 
     if ((rc = open_store(cmd, cfg, &st)) != 0)
         return rc;
@@ -477,7 +490,7 @@ int fin_cmd_export(const cfg_t *cfg, bool json, int argc, char **argv)
             sql = NULL;
             goto out;
         }
-        if ((src = store_query_tx(st, cmd, sql, 2, params, &r, err, sizeof err)) != STORE_OK)
+        if ((src = store_query_tx(st, cmd, sql, 2, w.params, &r, err, sizeof err)) != STORE_OK)
             goto store_failed;
         prog.total = (size_t)col_i64(r, 0, 0);
         PQclear(r);
@@ -494,7 +507,7 @@ int fin_cmd_export(const cfg_t *cfg, bool json, int argc, char **argv)
         sql = NULL;
         goto out;
     }
-    if ((src = run_sql(st, cmd, sql, 2, params, err, sizeof err)) != STORE_OK)
+    if ((src = run_sql(st, cmd, sql, 2, w.params, err, sizeof err)) != STORE_OK)
         goto store_failed;
     setvbuf(x.out, NULL, _IOFBF, 1 << 16);
     if (!x.json)
@@ -537,7 +550,7 @@ int fin_cmd_export(const cfg_t *cfg, bool json, int argc, char **argv)
 
 store_failed:
     fprintf(stderr, "couponctl: %s\n", err);
-    rc = store_exit(src);
+    rc = cli_store_exit(src);
 out:
     PQclear(r);
     if (in_tx)
@@ -581,9 +594,9 @@ int fin_cmd_summary(const cfg_t *cfg, bool json, int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     const char *cmd = "refunds summary";
-    char err[CP_ERRLEN], from_s[24], to_s[24], *sql = NULL;
-    bool have_from = false, have_to = false;
-    int64_t from = 0, to = 0, count = 0;
+    char err[CP_ERRLEN], *sql = NULL;
+    window_t w = {0};
+    int64_t count = 0;
     size_t by = 0;
     export_run_t x = {0}; /* for its per-currency totals */
     store_t *st = NULL;
@@ -595,21 +608,16 @@ int fin_cmd_summary(const cfg_t *cfg, bool json, int argc, char **argv)
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case 'f':
-            if ((rc = parse_time(cmd, "--from", optarg, &from)) != 0)
-                return rc;
-            have_from = true;
-            break;
         case 't':
-            if ((rc = parse_time(cmd, "--to", optarg, &to)) != 0)
+            if ((rc = window_option(cmd, &w, c, optarg)) != 0)
                 return rc;
-            have_to = true;
             break;
         case 'b':
             for (by = 0; by < CP_ARRAY_SIZE(summary_keys); by++)
                 if (strcmp(optarg, summary_keys[by][0]) == 0)
                     break;
             if (by == CP_ARRAY_SIZE(summary_keys))
-                return usage(cmd, "--by: expected day, reason or currency, got \"%s\"", optarg);
+                return cli_usage(cmd, "--by: expected day, reason or currency, got \"%s\"", optarg);
             break;
         case 'j':
             json = true;
@@ -619,12 +627,9 @@ int fin_cmd_summary(const cfg_t *cfg, bool json, int argc, char **argv)
         }
     }
     if (optind != argc)
-        return usage(cmd, "unexpected argument \"%s\"", argv[optind]);
-    if (have_from && have_to && to <= from)
-        return usage(cmd, "--to must be later than --from");
-    snprintf(from_s, sizeof from_s, "%" PRId64, from);
-    snprintf(to_s, sizeof to_s, "%" PRId64, to);
-    const char *params[2] = {have_from ? from_s : NULL, have_to ? to_s : NULL};
+        return cli_usage(cmd, "unexpected argument \"%s\"", argv[optind]);
+    if ((rc = window_done(cmd, &w)) != 0)
+        return rc;
 
     if ((rc = open_store(cmd, cfg, &st)) != 0)
         return rc;
@@ -637,9 +642,9 @@ int fin_cmd_summary(const cfg_t *cfg, bool json, int argc, char **argv)
         fprintf(stderr, "couponctl: %s: out of memory\n", cmd);
         goto out;
     }
-    if ((src = store_query(st, cmd, sql, 2, params, &r, err, sizeof err)) != STORE_OK) {
+    if ((src = store_query(st, cmd, sql, 2, w.params, &r, err, sizeof err)) != STORE_OK) {
         fprintf(stderr, "couponctl: %s\n", err);
-        rc = store_exit(src);
+        rc = cli_store_exit(src);
         goto out;
     }
     const char *head[] = {by == 0   ? "CURRENCY"
@@ -870,7 +875,7 @@ int fin_cmd_verify(const cfg_t *cfg, bool json, int argc, char **argv)
             errno = 0;
             from_seq = strtoll(optarg, &end, 10);
             if (errno || end == optarg || *end || from_seq < 1)
-                return usage(cmd, "--from-seq: expected an integer >= 1, got \"%s\"", optarg);
+                return cli_usage(cmd, "--from-seq: expected an integer >= 1, got \"%s\"", optarg);
             break;
         }
         case 'j':
@@ -881,7 +886,7 @@ int fin_cmd_verify(const cfg_t *cfg, bool json, int argc, char **argv)
         }
     }
     if (optind != argc)
-        return usage(cmd, "unexpected argument \"%s\"", argv[optind]);
+        return cli_usage(cmd, "unexpected argument \"%s\"", argv[optind]);
     if ((rc = open_store(cmd, cfg, &st)) != 0)
         return rc;
     rd.st = st;
@@ -988,7 +993,7 @@ int fin_cmd_verify(const cfg_t *cfg, bool json, int argc, char **argv)
 
 store_failed:
     fprintf(stderr, "couponctl: %s\n", err);
-    rc = store_exit(src);
+    rc = cli_store_exit(src);
 out:
     PQclear(r);
     PQclear(rd.r);
@@ -1267,7 +1272,7 @@ int fin_cmd_reconcile(const cfg_t *cfg, bool json, int argc, char **argv)
         }
     }
     if (optind != argc)
-        return usage(cmd, "unexpected argument \"%s\"", argv[optind]);
+        return cli_usage(cmd, "unexpected argument \"%s\"", argv[optind]);
     R.json = json;
     if (published && (nids = read_published(published, &ids)) < 0)
         return CP_EXIT_USAGE;
@@ -1333,7 +1338,7 @@ int fin_cmd_reconcile(const cfg_t *cfg, bool json, int argc, char **argv)
 
 store_failed:
     fprintf(stderr, "couponctl: %s\n", err);
-    rc = store_exit(src);
+    rc = cli_store_exit(src);
 out:
     PQclear(r);
     if (in_tx)

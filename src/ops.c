@@ -6,8 +6,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <pwd.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,54 +17,6 @@
 #include "store_ops.h"
 
 enum { OPT_JSON = 256, OPT_NOTE };
-
-static int usage(const char *cmd, const char *fmt, ...) CP_PRINTF(2, 3);
-static int usage(const char *cmd, const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "couponctl: %s: ", cmd);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, " (see 'couponctl %s --help')\n", cmd);
-    return CP_EXIT_USAGE;
-}
-
-/* A store that is down or not migrated is unusable, like an outage. */
-static int store_exit(store_rc_t rc)
-{
-    return rc == STORE_E_UNAVAILABLE || rc == STORE_E_SCHEMA ? CP_EXIT_UNAVAIL : CP_EXIT_FAILURE;
-}
-
-static int parse_id(const char *s, int64_t *out)
-{
-    char *end;
-    long long v;
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < 1)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static void os_user(char *out, size_t outlen)
-{
-    struct passwd *pw = getpwuid(geteuid());
-    if (pw && pw->pw_name && pw->pw_name[0])
-        snprintf(out, outlen, "%s", pw->pw_name);
-    else
-        snprintf(out, outlen, "uid %u", (unsigned)geteuid());
-}
-
-static void json_print(cJSON *o)
-{
-    char *text = o ? cJSON_PrintUnformatted(o) : NULL;
-    if (text)
-        puts(text);
-    cJSON_free(text);
-    cJSON_Delete(o);
-}
 
 /* Parses the options of a command that takes only --json; the rest are its
  * arguments (from *first). Returns 0 or the exit code. */
@@ -135,19 +85,19 @@ int ops_cmd_deal_list(const cfg_t *cfg, bool json, int argc, char **argv)
     if ((ret = json_only(cmd, argc, argv, &json)) != 0)
         return ret;
     if (optind != argc)
-        return usage(cmd, "takes no arguments, only --json");
+        return cli_usage(cmd, "takes no arguments, only --json");
     if ((ret = cli_store_open("couponctl", cfg, &st)) != 0)
         return ret;
     rc = store_deal_list(st, &rows, &n, err, sizeof err);
     store_close(st);
     if (rc != STORE_OK) {
         fprintf(stderr, "couponctl: %s: %s\n", cmd, err);
-        return store_exit(rc);
+        return cli_store_exit(rc);
     }
     for (size_t i = 0; i < n; i++) {
         char id[24], price[32];
         if (json) {
-            json_print(deal_json(&rows[i], false));
+            cli_json_print(deal_json(&rows[i], false));
             continue;
         }
         snprintf(id, sizeof id, "%" PRId64, rows[i].deal_id);
@@ -183,8 +133,8 @@ int ops_cmd_deal_show(const cfg_t *cfg, bool json, int argc, char **argv)
 
     if ((ret = json_only(cmd, argc, argv, &json)) != 0)
         return ret;
-    if (optind + 1 != argc || parse_id(argv[optind], &deal_id) != 0)
-        return usage(cmd, "needs one DEAL_ID (an integer > 0)");
+    if (optind + 1 != argc || cli_parse_id(argv[optind], &deal_id) != 0)
+        return cli_usage(cmd, "needs one DEAL_ID (an integer > 0)");
     if ((ret = cli_store_open("couponctl", cfg, &st)) != 0)
         return ret;
     rc = store_deal_get(st, deal_id, &d, err, sizeof err);
@@ -195,10 +145,10 @@ int ops_cmd_deal_show(const cfg_t *cfg, bool json, int argc, char **argv)
     }
     if (rc != STORE_OK) {
         fprintf(stderr, "couponctl: %s: %s\n", cmd, err);
-        return store_exit(rc);
+        return cli_store_exit(rc);
     }
     if (json) {
-        json_print(deal_json(&d, true));
+        cli_json_print(deal_json(&d, true));
         return CP_EXIT_OK;
     }
     price_text(&d, price, sizeof price);
@@ -239,15 +189,15 @@ int ops_cmd_order_refund(const cfg_t *cfg, bool json, int argc, char **argv)
         else
             return cli_option_error(cmd);
     }
-    if (optind + 1 != argc || parse_id(argv[optind], &order_id) != 0)
-        return usage(cmd, "needs one ORDER_ID (an integer > 0)");
+    if (optind + 1 != argc || cli_parse_id(argv[optind], &order_id) != 0)
+        return cli_usage(cmd, "needs one ORDER_ID (an integer > 0)");
     if (!note || !note[strspn(note, " \t")])
-        return usage(cmd, "needs --note TEXT: say why the order is refunded");
+        return cli_usage(cmd, "needs --note TEXT: say why the order is refunded");
     if (!disp_utf8_text(note, strlen(note)))
-        return usage(cmd, "--note must be UTF-8 text");
+        return cli_usage(cmd, "--note must be UTF-8 text");
     if ((ret = cli_store_open("couponctl", cfg, &st)) != 0)
         return ret;
-    os_user(user, sizeof user);
+    cli_os_user(user, sizeof user);
     if (gethostname(host, sizeof host) != 0)
         host[0] = '\0';
     host[sizeof host - 1] = '\0';
@@ -259,7 +209,7 @@ int ops_cmd_order_refund(const cfg_t *cfg, bool json, int argc, char **argv)
     }
     if (rc != STORE_OK) {
         fprintf(stderr, "couponctl: %s: %s\n", cmd, err);
-        return store_exit(rc);
+        return cli_store_exit(rc);
     }
     if (json) {
         cJSON *o = cJSON_CreateObject();
@@ -277,7 +227,7 @@ int ops_cmd_order_refund(const cfg_t *cfg, bool json, int argc, char **argv)
             cJSON_AddStringToObject(o, "os_user", user);
             cJSON_AddStringToObject(o, "note", note);
         }
-        json_print(o);
+        cli_json_print(o);
     }
     if (res.outcome != STORE_REFUNDED) {
         fprintf(stderr, "couponctl: %s: order %" PRId64 " is already %s", cmd, order_id, res.state);
