@@ -9,6 +9,7 @@
 #include <libconfig.h>
 #include <libgen.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,9 +168,23 @@ static const cfg_def_t defs[] = {
 static const char *const KEYS_PATH = "security.keys";
 
 /* Where a setting's value came from, for messages that cite file:line. */
-typedef struct origin {
-    char where[PATH_MAX + 300];
-} origin_t;
+/* Where each setting's value came from ("FILE:LINE: PATH", "--set PATH" or
+ * "FILE: PATH (default)"), for the messages of later checks; one string per
+ * setting, allocated as it is met. */
+typedef char *origin_t;
+
+static int origin(origin_t *o, const char *fmt, ...) CP_PRINTF(2, 3);
+static int origin(origin_t *o, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+    va_start(ap, fmt);
+    n = vasprintf(o, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        *o = NULL;
+    return n < 0 ? -1 : 0;
+}
 
 static const cfg_def_t *find_def(const char *path)
 {
@@ -671,27 +686,29 @@ int cfg_load(cfg_t *cfg, const char *path, char *const *sets, int nsets, char *e
                 snprintf(text, sizeof text, "%.*s", (int)len - 2, value + 1);
                 value = text;
             }
-            snprintf(orig[i].where, sizeof orig[i].where, "--set %s", d->path);
+            if (origin(&orig[i], "--set %s", d->path) != 0)
+                goto oom;
         } else if (s) {
-            snprintf(orig[i].where, sizeof orig[i].where, "%s:%d: %s", path,
-                     config_setting_source_line(s), d->path);
+            if (origin(&orig[i], "%s:%d: %s", path, config_setting_source_line(s), d->path) != 0)
+                goto oom;
             if (setting_text(s, d, text, sizeof text, why, sizeof why) != 0) {
-                snprintf(err, errlen, "%s: %s", orig[i].where, why);
+                snprintf(err, errlen, "%s: %s", orig[i], why);
                 goto out;
             }
             value = text;
         } else {
-            snprintf(orig[i].where, sizeof orig[i].where, "%s: %s (default)", path, d->path);
+            if (origin(&orig[i], "%s: %s (default)", path, d->path) != 0)
+                goto oom;
         }
         if (set_value(cfg, d, value, why, sizeof why) != 0 ||
             (d->type == T_STR && resolve_fileok(cfg, d, why, sizeof why) != 0)) {
-            snprintf(err, errlen, "%s: %s", orig[i].where, why);
+            snprintf(err, errlen, "%s: %s", orig[i], why);
             goto out;
         }
         if (d->type == T_SECRET) {
             char **f = field(cfg, d), *secret;
             if (resolve_secret(cfg, *f, &secret, why, sizeof why) != 0) {
-                snprintf(err, errlen, "%s: %s", orig[i].where, why);
+                snprintf(err, errlen, "%s: %s", orig[i], why);
                 goto out;
             }
             free(*f);
@@ -703,8 +720,13 @@ int cfg_load(cfg_t *cfg, const char *path, char *const *sets, int nsets, char *e
     if (check_combinations(cfg, orig, err, errlen) != 0)
         goto out;
     rc = 0;
+    goto out;
+oom:
+    snprintf(err, errlen, "out of memory");
 out:
     config_destroy(&lc);
+    for (size_t i = 0; orig && i < NDEFS; i++)
+        free(orig[i]);
     free(orig);
     free(overrides);
     free(dircopy);
@@ -716,7 +738,7 @@ out:
 static const char *where(const origin_t *orig, const char *p)
 {
     const cfg_def_t *d = find_def(p);
-    return d ? orig[d - defs].where : p;
+    return d && orig[d - defs] ? orig[d - defs] : p;
 }
 
 static int check_lane(const cfg_t *cfg, const cfg_lane_t *lane, const char *name,
