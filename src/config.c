@@ -859,17 +859,52 @@ static void mask_inline_password(char *s)
     }
 }
 
+/* Writes s as a libconfig string literal: quoted, with backslashes, quotes
+ * and control characters escaped, so that printed settings read back as
+ * they are. A value too long for out is cut, never its closing quote or an
+ * escape. */
+static void quote(const char *s, char *out, size_t n)
+{
+    size_t used = 0;
+    if (n < 3) {
+        if (n)
+            out[0] = '\0';
+        return;
+    }
+    out[used++] = '"';
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        char esc[5];
+        size_t len;
+        if (c == '\\' || c == '"')
+            len = (size_t)snprintf(esc, sizeof esc, "\\%c", c);
+        else if (c == '\n')
+            len = (size_t)snprintf(esc, sizeof esc, "\\n");
+        else if (c == '\t')
+            len = (size_t)snprintf(esc, sizeof esc, "\\t");
+        else if (c < 0x20 || c == 0x7f)
+            len = (size_t)snprintf(esc, sizeof esc, "\\x%02x", c);
+        else
+            esc[0] = (char)c, len = 1;
+        if (used + len + 2 > n)
+            break;
+        memcpy(out + used, esc, len);
+        used += len;
+    }
+    out[used++] = '"';
+    out[used] = '\0';
+}
+
 static void format_def(const cfg_t *cfg, const cfg_def_t *d, char *out, size_t n)
 {
     const void *f = cfield(cfg, d);
     switch (d->type) {
     case T_STR: {
         const char *s = *(char *const *)f ? *(char *const *)f : "";
-        /* Room for the quotes: the value is cut, never the closing quote. */
         char masked[4000];
         snprintf(masked, sizeof masked, "%s", s);
         mask_inline_password(masked);
-        snprintf(out, n, "\"%.3990s\"", masked);
+        quote(masked, out, n);
         break;
     }
     case T_SECRET:

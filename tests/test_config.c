@@ -220,6 +220,36 @@ static void test_masking(void)
     cfg_free(&cfg);
 }
 
+/* A printed string value is a libconfig literal: quotes, backslashes and
+ * control characters are escaped, and the printed value reads back as the
+ * same string. */
+static void test_print_escapes(void)
+{
+    static const char raw[] = "host=db\napplication_name='a\"b\\c\td\x01'";
+    char err[CP_ERRLEN], out[4096], store[4200];
+    cfg_t cfg, again;
+    int rc;
+
+    rc = load_parts(
+        &cfg, "store: { conninfo = \"host=db\\napplication_name='a\\\"b\\\\c\\td\\x01'\"; };\n",
+        NULL, NULL, NULL, 0, err, sizeof err);
+    CHECK_MSG(rc == 0, "%s", err);
+    if (rc != 0)
+        return;
+    CHECK_STR(cfg.store.conninfo, raw);
+    CHECK(cfg_format(&cfg, "store.conninfo", out, sizeof out) == 0);
+    CHECK_STR(out, "\"host=db\\napplication_name='a\\\"b\\\\c\\td\\x01'\"");
+    CHECK(strchr(out, '\n') == NULL);
+    snprintf(store, sizeof store, "store: { conninfo = %s; };\n", out);
+    rc = load_parts(&again, store, NULL, NULL, NULL, 0, err, sizeof err);
+    CHECK_MSG(rc == 0, "printed value does not read back: %s", err);
+    if (rc == 0) {
+        CHECK_STR(again.store.conninfo, raw);
+        cfg_free(&again);
+    }
+    cfg_free(&cfg);
+}
+
 static void test_reload(void)
 {
     char err[CP_ERRLEN], note[512];
@@ -282,6 +312,7 @@ int main(void)
     test_bad_cases();
     test_defaults_and_sets();
     test_masking();
+    test_print_escapes();
     test_reload();
     test_locate();
     test_shipped_config();

@@ -71,8 +71,9 @@ static void setup(void)
 }
 
 /* cfg_print writes "PATH = VALUE;" for every setting, VALUE being what
- * cfg_format gives for PATH. A string value is written as it is, so it may
- * hold newlines (and quotes): the printed text is walked, not split in lines. */
+ * cfg_format gives for PATH. A string value is a libconfig literal, its
+ * quotes, backslashes and control characters escaped, so no value holds a
+ * newline; the printed text is walked all the same. */
 static void check_print(const cfg_t *cfg)
 {
     char *text = NULL, *at, value[4096] /* as cfg_print's */;
